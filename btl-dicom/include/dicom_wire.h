@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The DiCOM wire format: the one definition of every frame that crosses a
+ * socket (endpoint<->endpoint data path, endpoint/tool<->dicomd on the
+ * abstract unix socket, dicomd<->dicomd over TCP).
+ *
+ * Every frame is a fixed 48-byte header followed by `length` payload bytes.
+ * All integers are little-endian and are encoded field by field; no code may
+ * memcpy a C struct onto the wire, so padding and host byte order never leak.
+ *
+ *  off size field
+ *    0    4 magic    DICOM_WIRE_MAGIC (bytes 'D','C','O','M')
+ *    4    1 version  DICOM_WIRE_VERSION
+ *    5    1 type     enum dicom_frame_type
+ *    6    2 flags    DICOM_FLAG_*; unknown bits must be zero
+ *    8    4 length   payload bytes after the header
+ *   12    4 aux      type-specific (DATA: tag, HELLO: window KiB, DETACH: hold ms,
+ *                    ERROR: error code)
+ *   16    8 seq      DATA: message sequence number; requests: request id
+ *   24    8 ack      HELLO_ACK/ACK: cumulative delivered sequence number
+ *   32    4 src.home_node   (IPv4, host-order value encoded little-endian)
+ *   36    4 src.home_pid
+ *   40    4 dst.home_node
+ *   44    4 dst.home_pid
+ *
+ * Frames carrying a location have an 8-byte fixed payload:
+ *    0    4 node     IPv4 (host-order value, little-endian)
+ *    4    2 port
+ *    6    1 state    enum dicom_loc_state
+ *    7    1 reserved (zero)
+ */
+#ifndef DICOM_WIRE_H
+#define DICOM_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dicom.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DICOM_WIRE_MAGIC 0x4d4f4344u /* "DCOM" read as little-endian u32 */
+#define DICOM_WIRE_VERSION 1
+#define DICOM_WIRE_HDR_LEN 48
+#define DICOM_WIRE_LOC_LEN 8
+
+/* Payload limits for frames that are not DATA. */
+#define DICOM_WIRE_MAX_TEXT 1024        /* ERROR message */
+#define DICOM_WIRE_MAX_PONG 4096        /* PONG stats JSON */
+#define DICOM_WIRE_MAX_STATUS (1u << 20) /* STATUS_REPLY JSON */
+
+enum dicom_frame_type {
+	/* endpoint <-> endpoint: the data path */
+	DICOM_FT_HELLO = 1,     /* sender opens a stream: src, dst, aux = window KiB */
+	DICOM_FT_HELLO_ACK = 2, /* receiver: ack = delivered seq of stream src->dst */
+	DICOM_FT_DATA = 3,      /* seq, aux = tag, payload = message */
+	DICOM_FT_ACK = 4,       /* receiver: cumulative ack */
+	DICOM_FT_NOT_HERE = 5,  /* receiver is not dst: re-resolve */
+
+	/* endpoint or tool <-> local dicomd (abstract unix socket) */
+	DICOM_FT_REGISTER = 16,   /* src = {0, getpid()} */
+	DICOM_FT_REREGISTER = 17, /* src = existing home address (after detach/migration) */
+	DICOM_FT_REGISTERED = 18, /* dst = home address, loc = daemon node + peer port */
+	DICOM_FT_LOCATION = 19,   /* endpoint reports loc = its listener (node, port) */
+	DICOM_FT_DEREGISTER = 20, /* endpoint closes for good */
+	DICOM_FT_RESOLVE = 21,    /* seq = request id, dst = target, flags BYPASS_CACHE */
+	DICOM_FT_RESOLVED = 22,   /* seq, dst, loc (state tells found or not) */
+	DICOM_FT_PING = 23,       /* seq, dst = endpoint (tool -> dicomd -> endpoint) */
+	DICOM_FT_PONG = 24,       /* seq, payload = stats JSON */
+	DICOM_FT_DETACH = 25,     /* seq, dst, aux = hold ms before reattaching */
+	DICOM_FT_DETACH_READY = 26, /* seq: every external socket is about to close */
+	DICOM_FT_STATUS = 27,     /* seq: tool asks for the daemon's state */
+	DICOM_FT_STATUS_REPLY = 28, /* seq, payload = status JSON */
+
+	/* dicomd <-> dicomd (TCP) */
+	DICOM_FT_LOOKUP = 32,          /* seq, dst, flags: ask dst's home daemon */
+	DICOM_FT_LOOKUP_REPLY = 33,    /* seq, dst, loc */
+	DICOM_FT_LOCATION_UPDATE = 34, /* dst, loc: dst moved, told to its home */
+
+	/* anywhere */
+	DICOM_FT_ERROR = 63, /* aux = error code (negated DICOM_E*), payload = text */
+};
+
+#define DICOM_FLAG_BYPASS_CACHE 0x0001u
+#define DICOM_FLAGS_KNOWN 0x0001u
+
+enum dicom_loc_state {
+	DICOM_LOC_NONE = 0,
+	DICOM_LOC_ACTIVE = 1,      /* reachable at node:port */
+	DICOM_LOC_DETACHED = 2,    /* known, momentarily unreachable (migrating) */
+	DICOM_LOC_NOT_FOUND = 3,   /* the home daemon has never heard of it */
+	DICOM_LOC_UNREACHABLE = 4, /* the home daemon did not answer */
+	DICOM_LOC_STATE_MAX = 4,
+};
+
+struct dicom_wire_loc {
+	uint32_t node;
+	uint16_t port;
+	uint8_t state;
+};
+
+struct dicom_frame {
+	uint8_t version;
+	uint8_t type;
+	uint16_t flags;
+	uint32_t length;
+	uint32_t aux;
+	uint64_t seq;
+	uint64_t ack;
+	dicom_addr_t src;
+	dicom_addr_t dst;
+	/* Filled by dicom_frame_decode only: points into the decoded buffer. */
+	const uint8_t *payload;
+	/* Decoded fixed part, for frame types that carry a location. */
+	struct dicom_wire_loc loc;
+};
+
+enum dicom_decode_result {
+	DICOM_DECODE_OK = 0,
+	DICOM_DECODE_NEED_MORE = 1,   /* valid so far, the frame is incomplete */
+	DICOM_DECODE_BAD_MAGIC = -1,
+	DICOM_DECODE_BAD_VERSION = -2,
+	DICOM_DECODE_UNKNOWN_TYPE = -3,
+	DICOM_DECODE_TOO_BIG = -4,    /* length over DICOM_MAX_MSG or the type's limit */
+	DICOM_DECODE_TRUNCATED = -5,  /* length shorter than the type's fixed part */
+	DICOM_DECODE_BAD_FIELD = -6,  /* unknown flag bits, bad reserved/state byte */
+};
+
+/* Pure decoder: never reads outside buf[0..len).  On OK the whole frame
+ * (header + payload) is in buf and out->payload points at it; the frame
+ * occupies DICOM_WIRE_HDR_LEN + out->length bytes.  Checks are made on the
+ * bytes present, so garbage is rejected before a full header arrives. */
+int dicom_frame_decode(const uint8_t *buf, size_t len, struct dicom_frame *out);
+
+/* Like dicom_frame_decode, but OK as soon as the header is complete and
+ * valid; the payload may still be missing (out->payload is NULL).  Lets a
+ * receiver read a large DATA payload straight into its final buffer. */
+int dicom_frame_decode_header(const uint8_t *buf, size_t len,
+			      struct dicom_frame *out);
+
+/* Validates and decodes the type-specific fixed part once the payload is
+ * present (dicom_frame_decode does this itself). */
+int dicom_frame_decode_fixed(const uint8_t *payload, struct dicom_frame *f);
+
+/* Largest payload a frame of this type may carry; 0 for unknown types
+ * (use dicom_frame_type_known). */
+uint32_t dicom_frame_max_len(uint8_t type);
+uint32_t dicom_frame_fixed_len(uint8_t type);
+int dicom_frame_type_known(uint8_t type);
+const char *dicom_frame_type_name(uint8_t type);
+
+/* Writes the 48-byte header for f (f->length must be set). */
+void dicom_frame_encode_header(const struct dicom_frame *f,
+			       uint8_t out[DICOM_WIRE_HDR_LEN]);
+/* Header + payload into out; returns bytes written or 0 if cap is short. */
+size_t dicom_frame_encode(const struct dicom_frame *f, const void *payload,
+			  uint8_t *out, size_t cap);
+void dicom_wire_loc_encode(const struct dicom_wire_loc *loc,
+			   uint8_t out[DICOM_WIRE_LOC_LEN]);
+
+const char *dicom_decode_strerror(int result);
+/* Human-readable reason naming the offending value, e.g.
+ * "wrong version 9 (expected 1)". */
+void dicom_decode_describe(const uint8_t *buf, size_t len, int result,
+			   char *out, size_t outlen);
+
+/* Little-endian helpers shared by the encoder, decoder and tests. */
+static inline void dicom_put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+static inline void dicom_put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+static inline void dicom_put_le64(uint8_t *p, uint64_t v)
+{
+	dicom_put_le32(p, (uint32_t)v);
+	dicom_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+static inline uint16_t dicom_get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t dicom_get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
+}
+static inline uint64_t dicom_get_le64(const uint8_t *p)
+{
+	return (uint64_t)dicom_get_le32(p) | ((uint64_t)dicom_get_le32(p + 4) << 32);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DICOM_WIRE_H */

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The endpoint's private state, shared by ep.c (API and progress pass),
+ * conn_out.c / conn_in.c (data path), daemon_client.c and progress_thread.c.
+ * Every field is protected by ep->lock, a recursive mutex because the
+ * delivery callback runs under it and may call dicom_send.
+ */
+#ifndef DICOM_EP_INTERNAL_H
+#define DICOM_EP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "addrmap.h"
+#include "dicom.h"
+#include "dicom_wire.h"
+#include "stream.h"
+
+#define DICOM_DEFAULT_WINDOW (64u << 20)
+#define DICOM_IN_BUF (256u << 10)       /* per accepted connection */
+#define DICOM_BIG_FRAME (64u << 10)     /* payloads above this are read in place */
+#define DICOM_HELD_MAX (64u << 20)      /* progress-thread deliveries waiting for the app */
+#define DICOM_ACK_DELAY_NS 1000000      /* 1 ms */
+#define DICOM_BACKOFF_MAX_NS 100000000  /* 100 ms */
+#define DICOM_RESOLVE_TIMEOUT_NS 3000000000LL
+#define DICOM_DAEMON_BACKOFF_MAX_NS 1000000000LL
+#define DICOM_THREAD_TICK_MS 10
+#define DICOM_APP_IDLE_NS 20000000      /* thread steps in after 20 ms without the app */
+#define DICOM_MAX_IOV 64
+#define DICOM_DL_IN_CAP 8192
+#define DICOM_DL_OUT_CAP (1u << 20)
+
+enum dicom_sock_kind { SK_LISTEN, SK_DAEMON, SK_OUT, SK_IN, SK_WAKE };
+
+/* One per open socket instance.  epoll events carry a pointer to it; after
+ * close it is marked dead and freed only once the progress pass ends, so a
+ * stale event never touches freed memory or a recycled fd number. */
+struct dicom_sock {
+	enum dicom_sock_kind kind;
+	int fd;
+	int dead;
+	uint32_t events;
+	void *owner;
+	struct dicom_sock *grave_next;
+};
+
+enum out_state {
+	OUT_IDLE,       /* no connection; connect lazily when data waits */
+	OUT_RESOLVING,  /* RESOLVE outstanding (or waiting for the daemon link) */
+	OUT_WAIT_RETRY, /* backing off after a failure */
+	OUT_CONNECTING, /* nonblocking connect in flight */
+	OUT_HELLO,      /* HELLO sent, waiting for HELLO_ACK */
+	OUT_ESTABLISHED,
+};
+
+/* Sender side of the stream self -> dst and its connection. */
+struct out_peer {
+	struct dicom_outstream st;
+	enum out_state state;
+	struct dicom_sock *sock;
+	uint8_t rbuf[DICOM_WIRE_HDR_LEN * 16];
+	size_t rlen;
+	uint8_t hello[DICOM_WIRE_HDR_LEN];
+	size_t hello_off;
+	int have_loc;
+	uint32_t node;
+	uint16_t port;
+	int bypass;          /* next resolve must skip the daemons' caches */
+	int resolve_sent;    /* RESOLVE written on the current daemon link */
+	int ever_connected;
+	int64_t retry_at;
+	int64_t backoff;
+	struct out_peer *next;
+};
+
+struct in_conn;
+
+/* Receiver side of the stream src -> self. */
+struct in_peer {
+	struct dicom_instream st;
+	struct in_conn *cur; /* the connection acks go out on */
+	int on_ack_list;
+	struct in_peer *ack_next;
+};
+
+/* A message delivered while no application callback was running. */
+struct held_msg {
+	struct held_msg *next;
+	dicom_addr_t src;
+	uint8_t tag;
+	size_t len;
+	uint8_t data[];
+};
+
+/* An accepted data connection (sock must stay the first member: the
+ * graveyard frees the whole struct through it). */
+struct in_conn {
+	struct dicom_sock sock;
+	struct in_peer *peer;
+	uint8_t *buf;
+	size_t start, end;
+	struct held_msg *big; /* large DATA payload being read in place */
+	size_t big_have;
+	struct dicom_frame big_hdr;
+	uint8_t wbuf[DICOM_WIRE_HDR_LEN * 2];
+	size_t wlen, woff;
+	int close_after_write;
+	struct in_conn *prev, *next;
+};
+
+enum daemon_link_state { DL_DOWN, DL_REGISTERING, DL_READY };
+
+struct daemon_link {
+	struct dicom_sock *sock;
+	enum daemon_link_state state;
+	uint8_t in[DICOM_DL_IN_CAP];
+	size_t in_len;
+	uint8_t *out;
+	size_t out_len, out_cap;
+	int64_t retry_at;
+	int64_t backoff;
+	uint64_t next_req;
+};
+
+struct dicom_ep {
+	pthread_mutex_t lock;
+	dicom_addr_t self;
+	uint32_t node; /* current node, may differ from self.home_node after migration */
+	uint16_t port;
+	char daemon_name[108];
+	size_t window;
+	int epfd;
+	struct dicom_sock wake;
+	struct dicom_sock *listen;
+	struct daemon_link dl;
+	struct dicom_addrmap outs_by_dst;
+	struct dicom_addrmap ins_by_src;
+	struct out_peer *outs;
+	struct in_conn *in_conns;
+	struct in_peer *ack_list;
+	struct held_msg *held_head, *held_tail;
+	size_t held_bytes;
+	struct dicom_sock *graveyard;
+	int depth;          /* progress passes running (nested via the callback) */
+	int break_requested;
+	int detached;
+	int64_t detached_until;
+	int64_t next_timer;
+	int64_t last_app_progress;
+	dicom_recv_fn cb;   /* set only while the application's progress runs */
+	void *cb_ctx;
+	uint64_t cb_calls;
+	struct dicom_ep_stats stats;
+	pthread_t thread;
+	int thread_running;
+	int stop;           /* atomic */
+};
+
+/* ep.c */
+int dicom_ep_watch(dicom_ep_t *ep, struct dicom_sock *s, uint32_t events);
+void dicom_ep_set_events(dicom_ep_t *ep, struct dicom_sock *s, uint32_t events);
+void dicom_ep_bury(dicom_ep_t *ep, struct dicom_sock *s);
+void dicom_ep_timer_at(dicom_ep_t *ep, int64_t when);
+void dicom_ep_close_all_sockets(dicom_ep_t *ep);
+int dicom_ep_pass(dicom_ep_t *ep, int app);
+int dicom_ep_open_listener(dicom_ep_t *ep);
+
+/* conn_out.c */
+struct out_peer *dicom_out_get(dicom_ep_t *ep, dicom_addr_t dst);
+void dicom_out_kick(dicom_ep_t *ep, struct out_peer *p, int64_t now);
+void dicom_out_flush(dicom_ep_t *ep, struct out_peer *p);
+void dicom_out_event(dicom_ep_t *ep, struct out_peer *p, uint32_t events);
+void dicom_out_resolved(dicom_ep_t *ep, struct out_peer *p,
+			const struct dicom_wire_loc *loc, int64_t now);
+void dicom_out_close(dicom_ep_t *ep, struct out_peer *p);
+void dicom_out_timers(dicom_ep_t *ep, int64_t now);
+void dicom_out_retry_later(dicom_ep_t *ep, struct out_peer *p, int64_t now);
+
+/* conn_in.c */
+void dicom_in_accept(dicom_ep_t *ep);
+void dicom_in_event(dicom_ep_t *ep, struct in_conn *c, uint32_t events);
+void dicom_in_close(dicom_ep_t *ep, struct in_conn *c);
+void dicom_in_send_acks(dicom_ep_t *ep, int64_t now);
+void dicom_held_free_all(dicom_ep_t *ep);
+
+/* daemon_client.c */
+int dicom_dl_register_blocking(dicom_ep_t *ep, char *err, size_t errlen);
+void dicom_dl_maintain(dicom_ep_t *ep, int64_t now);
+void dicom_dl_event(dicom_ep_t *ep, uint32_t events);
+void dicom_dl_close(dicom_ep_t *ep);
+void dicom_dl_request_resolve(dicom_ep_t *ep, struct out_peer *p);
+void dicom_dl_deregister(dicom_ep_t *ep);
+int dicom_dl_queue(dicom_ep_t *ep, const struct dicom_frame *f, const void *payload);
+void dicom_dl_flush(dicom_ep_t *ep);
+
+/* progress_thread.c */
+int dicom_thread_start(dicom_ep_t *ep);
+void dicom_thread_stop(dicom_ep_t *ep);
+
+#endif

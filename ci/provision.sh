@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what DiCOM needs on a Debian bookworm host, idempotently: only the
+# missing apt packages are installed, npm dependencies only when the lockfile
+# changed. Heavy caches live outside git under $DICOM_CACHE.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  build-essential make pkg-config
+  libopenmpi-dev openmpi-bin netpipe-openmpi
+  clang libclang-rt-14-dev
+  iproute2 openssh-server openssh-client util-linux procps
+  postgresql
+)
+
+log() { printf '» provision: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "provision: must run as root (apt-get, network namespaces); try: sudo $0" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+else
+  log "apt packages present"
+fi
+
+stamp=node_modules/.dicom-lock-sha
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund >&2
+  echo "$want" > "$stamp"
+else
+  log "npm dependencies present"
+fi
+
+mkdir -p "${DICOM_CACHE:-/var/cache/dicom-ompi}" /run/sshd

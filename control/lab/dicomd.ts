@@ -1,0 +1,29 @@
+// dicomd per lab node: started inside the node's namespace, where @dicomd is that node's own
+// abstract socket (abstract sockets are per network namespace).
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { DEFAULT_SOCKET } from '../daemon/daemon.js';
+import { isProgram, pidAlive, spawnDetached, tail, waitFor } from '../daemon/proc.js';
+import { abstractListening } from '../daemon/socket.js';
+import { DICOMD_PORT, LabError, nodeDir, nodeName, nodeNs } from './config.js';
+
+export async function startNodeDicomd(k: number, addr: string, bin: string, timeoutMs = 5000): Promise<number> {
+  const dir = nodeDir(k);
+  mkdirSync(dir, { recursive: true });
+  const log = path.join(dir, 'dicomd.log');
+  const out = path.join(dir, 'dicomd.out');
+  const argv = ['ip', 'netns', 'exec', nodeNs(k), bin, '--node-addr', addr, '--port', String(DICOMD_PORT), '--name', DEFAULT_SOCKET, '--log', log];
+  const pid = spawnDetached(argv, { outFile: out });
+  const ok = await waitFor(() => !pidAlive(pid) || abstractListening(DEFAULT_SOCKET, pid), timeoutMs, 5);
+  if (!ok || !isProgram(pid, 'dicomd')) {
+    const why = ok ? 'exited during startup' : `did not listen on @${DEFAULT_SOCKET} within ${timeoutMs} ms`;
+    throw new LabError(`dicomd of ${nodeName(k)} ${why}\n--- ${out}\n${tail(out)}\n--- ${log}\n${tail(log)}`);
+  }
+  return pid;
+}
+
+/** Whether node's dicomd is alive and its @dicomd answers in the node's namespace. */
+export function nodeDicomdHealth(pid: number | null): { alive: boolean; listening: boolean } {
+  const alive = isProgram(pid, 'dicomd');
+  return { alive, listening: alive && abstractListening(DEFAULT_SOCKET, pid!) };
+}

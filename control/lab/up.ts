@@ -1,0 +1,123 @@
+// lab up: bridge, nodes, sshd per node, dicomd per node, client ssh config, hostfile, state.
+// Every step is timed; a failure half way tears down what was made.
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import * as paths from '../paths.js';
+import { DICOMD_MISSING, assertExecutable } from '../daemon/daemon.js';
+import { BRIDGE_NS, LabError, SLOTS_PER_NODE, labDir, labSubnet, nodeAddr, nodeDir, nodeName, nodeNs, validateNodeCount } from './config.js';
+import { startNodeDicomd } from './dicomd.js';
+import { labDown } from './down.js';
+import { assertNoOverlap, createBridge, createNode, listLabNamespaces } from './net.js';
+import { assertLabRoutes } from './route.js';
+import { run } from './sh.js';
+import { startSshd, writeClientFiles } from './ssh.js';
+import { type LabNode, type LabState, readState, writeState } from './state.js';
+
+export interface LabUpOptions {
+  nodes: number;
+  /** start dicomd on every node (default true); fails if the binary is not built */
+  dicomd?: boolean;
+  dicomdBin?: string;
+  /** after startup, ssh from n1 into every node (default true) */
+  verify?: boolean;
+  log?: (msg: string) => void;
+}
+
+export interface LabUpResult {
+  state: LabState;
+  /** milliseconds per step, and total */
+  timings: Record<string, number>;
+}
+
+export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
+  const log = opts.log ?? (() => {});
+  validateNodeCount(opts.nodes);
+  if (process.getuid?.() !== 0) throw new LabError('the lab needs root (network namespaces, sshd)');
+  const bin = path.resolve(opts.dicomdBin ?? paths.dicomdBin);
+  const withDicomd = opts.dicomd ?? true;
+  if (withDicomd && !existsSync(bin)) throw new LabError(`${DICOMD_MISSING} (or pass --no-dicomd)`);
+  if (withDicomd) {
+    try {
+      assertExecutable(bin);
+    } catch (e) {
+      throw new LabError((e as Error).message);
+    }
+  }
+  const subnet = labSubnet();
+  const existing = await listLabNamespaces();
+  if (existing.length > 0 || readState()) {
+    throw new LabError(`a lab is already up (${existing.join(' ') || 'state file present'}); run: dicomctl lab down`);
+  }
+  await assertNoOverlap(subnet);
+
+  const timings: Record<string, number> = {};
+  const t0 = performance.now();
+  let t = t0;
+  const lap = (name: string) => {
+    const now = performance.now();
+    timings[name] = Math.round(now - t);
+    log(`${name}: ${timings[name]} ms`);
+    t = now;
+  };
+  const ks = Array.from({ length: opts.nodes }, (_, i) => i + 1);
+  const addrs = ks.map((k) => nodeAddr(k, subnet));
+  try {
+    log(`creating ${opts.nodes} nodes on ${subnet.cidr} (bridge in ${BRIDGE_NS})`);
+    await createBridge();
+    await Promise.all(ks.map((k) => createNode(k, subnet)));
+    lap('network');
+
+    const { sshConfig, identity, authorizedKeys } = await writeClientFiles(addrs);
+    log('starting sshd on every node');
+    const sshds = await Promise.all(ks.map((k) => startSshd(k, addrs[k - 1]!, authorizedKeys)));
+    lap('sshd');
+
+    let dicomdPids: (number | null)[] = ks.map(() => null);
+    if (withDicomd) {
+      log('starting dicomd on every node');
+      dicomdPids = await Promise.all(ks.map((k) => startNodeDicomd(k, addrs[k - 1]!, bin)));
+      lap('dicomd');
+    }
+
+    const hostfile = path.join(labDir(), 'hostfile');
+    writeFileSync(hostfile, addrs.map((a) => `${a} slots=${SLOTS_PER_NODE}`).join('\n') + '\n');
+    const nodes: LabNode[] = ks.map((k) => ({
+      name: nodeName(k),
+      ns: nodeNs(k),
+      addr: addrs[k - 1]!,
+      sshdPid: sshds[k - 1]!.pid,
+      dicomdPid: dicomdPids[k - 1] ?? null,
+      hostname: sshds[k - 1]!.hostname,
+      dir: nodeDir(k),
+    }));
+    const state: LabState = {
+      subnet: subnet.cidr,
+      bridgeNs: BRIDGE_NS,
+      nodes,
+      sshConfig,
+      hostfile,
+      identity,
+      dicomd: withDicomd,
+      createdAt: new Date().toISOString(),
+    };
+    writeState(state);
+
+    if (opts.verify ?? true) {
+      log(`checking routes and ssh from ${nodeNs(1)} to every node`);
+      await assertLabRoutes(nodeNs(1), addrs, subnet);
+      await Promise.all(
+        nodes.map(async (n) => {
+          const r = await run(['ip', 'netns', 'exec', nodeNs(1), 'ssh', '-F', sshConfig, n.addr, 'true'], { allowFail: true, timeoutMs: 15_000 });
+          if (r.exitCode !== 0) throw new LabError(`ssh from n1 to ${n.name} (${n.addr}) failed: ${r.stderr.trim()}`);
+        }),
+      );
+      lap('verify');
+    }
+    timings.total = Math.round(performance.now() - t0);
+    return { state, timings };
+  } catch (e) {
+    log(`lab up failed; tearing down: ${(e as Error).message.split('\n')[0]}`);
+    await labDown().catch(() => {});
+    throw e;
+  }
+}
