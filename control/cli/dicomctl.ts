@@ -7,6 +7,7 @@ const groups: Record<string, () => Promise<{ commands: Command[] }>> = {
   lab: () => import('./commands/lab.js'),
   daemon: () => import('./commands/daemon.js'),
   bench: () => import('./commands/bench.js'),
+  demo: () => import('./commands/demo.js'),
 };
 
 function usage(all: Command[]): string {

@@ -14,7 +14,9 @@ export async function startNodeDicomd(k: number, addr: string, bin: string, time
   const out = path.join(dir, 'dicomd.out');
   const argv = ['ip', 'netns', 'exec', nodeNs(k), bin, '--node-addr', addr, '--port', String(DICOMD_PORT), '--name', DEFAULT_SOCKET, '--log', log];
   const pid = spawnDetached(argv, { outFile: out });
-  const ok = await waitFor(() => !pidAlive(pid) || abstractListening(DEFAULT_SOCKET, pid), timeoutMs, 5);
+  // Until `ip netns exec` has exec'd dicomd, /proc/PID/net shows the host's
+  // namespace, where another @dicomd may listen: check the program first.
+  const ok = await waitFor(() => !pidAlive(pid) || (isProgram(pid, 'dicomd') && abstractListening(DEFAULT_SOCKET, pid)), timeoutMs, 5);
   if (!ok || !isProgram(pid, 'dicomd')) {
     const why = ok ? 'exited during startup' : `did not listen on @${DEFAULT_SOCKET} within ${timeoutMs} ms`;
     throw new LabError(`dicomd of ${nodeName(k)} ${why}\n--- ${out}\n${tail(out)}\n--- ${log}\n${tail(log)}`);

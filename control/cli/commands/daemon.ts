@@ -1,7 +1,8 @@
 // dicomctl daemon start|stop|status: dicomd on this host, tracked by a pidfile under the state dir.
 import { type Command, int, str } from '../command.js';
 import { CliError, note, printJson, step } from '../output.js';
-import { DaemonError, DEFAULT_PORT, daemonStatus, startDaemon, stopDaemon } from '../../daemon/daemon.js';
+import { DaemonError, DEFAULT_PORT, DEFAULT_SOCKET, daemonStatus, startDaemon, stopDaemon } from '../../daemon/daemon.js';
+import { LibdicomError, queryResolve, queryStatus } from '../../dicom/libdicom.js';
 
 async function cli<T>(fn: () => Promise<T>): Promise<T> {
   try {
@@ -43,7 +44,16 @@ export const commands: Command[] = [
     usage: 'daemon status [--json]',
     async run(args) {
       const s = daemonStatus();
-      if (args.values.json) return printJson(s);
+      // The daemon's own view, asked through libdicom, when it answers.
+      let view: Record<string, unknown> | null = null;
+      if (s.running && s.listening) {
+        try {
+          view = queryStatus(s.socket.replace(/^@/, ''));
+        } catch (e) {
+          if (!(e instanceof LibdicomError)) throw e;
+        }
+      }
+      if (args.values.json) return printJson({ ...s, view });
       if (!s.running) {
         process.stdout.write(`dicomd is not running${s.stalePidfile ? ' (stale pidfile)' : ''}\n`);
         process.exitCode = 3; // LSB: program is not running
@@ -53,6 +63,43 @@ export const commands: Command[] = [
         `dicomd running: pid ${s.pid}, ${s.socket} ${s.listening ? 'listening' : 'NOT listening'}` +
           `${s.nodeAddr ? `, node ${s.nodeAddr}:${s.port}` : ''}, since ${s.startedAt ?? '?'}, log ${s.logFile}\n`,
       );
+      if (view) process.stdout.write(`  ${(view.endpoints as unknown[]).length} endpoints registered, ${(view.directory as unknown[]).length} homed here, ${(view.cache as unknown[]).length} cached lookups\n`);
+    },
+  },
+  {
+    name: 'daemon query',
+    summary: "the dicomd of this node (or network namespace) describes itself, through libdicom",
+    usage: 'daemon query [--name SOCK] [--json]',
+    options: { name: { type: 'string' } },
+    async run(args) {
+      const name = str(args, 'name') ?? DEFAULT_SOCKET;
+      const view = await libdicom(() => queryStatus(name));
+      if (args.values.json) return printJson(view);
+      process.stdout.write(`dicomd @${name}: node ${String(view.node)}:${String(view.port)}, pid ${String(view.pid)}, up ${String(view.uptime_s)} s\n`);
+      for (const e of view.endpoints as Record<string, unknown>[]) process.stdout.write(`  endpoint ${JSON.stringify(e)}\n`);
+      for (const d of view.directory as Record<string, unknown>[]) process.stdout.write(`  homed ${JSON.stringify(d)}\n`);
+    },
+  },
+  {
+    name: 'daemon resolve',
+    summary: 'where does (home node, home pid) run now? asks the home dicomd through the local one',
+    usage: 'daemon resolve HOME_NODE:HOME_PID [--name SOCK] [--json]',
+    options: { name: { type: 'string' } },
+    async run(args) {
+      const addr = args.positionals[0];
+      if (!addr || !/^\d+\.\d+\.\d+\.\d+:\d+$/.test(addr)) throw new CliError('expected an address HOME_NODE:HOME_PID, e.g. 10.77.0.11:4242', 2);
+      const r = await libdicom(() => queryResolve(addr, str(args, 'name') ?? DEFAULT_SOCKET));
+      if (args.values.json) return printJson(r);
+      process.stdout.write(`${addr} runs on ${String(r.node)} (endpoint port ${String(r.port)})\n`);
     },
   },
 ];
+
+async function libdicom<T>(fn: () => T): Promise<T> {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof LibdicomError) throw new CliError(e.message);
+    throw e;
+  }
+}
