@@ -106,7 +106,7 @@ int raw_tcp_connect(const char *node, int port)
 
 static int counter;
 
-int daemon_start(struct test_daemon *d, const char *node)
+static int start(struct test_daemon *d, const char *node, int fixed_port)
 {
 	memset(d, 0, sizeof(*d));
 	snprintf(d->node, sizeof(d->node), "%s", node ? node : "127.0.0.1");
@@ -114,7 +114,7 @@ int daemon_start(struct test_daemon *d, const char *node)
 	snprintf(d->log, sizeof(d->log), "/tmp/%s.log", d->name);
 	unlink(d->log);
 	for (int attempt = 0; attempt < 5; attempt++) {
-		d->port = free_port(d->node);
+		d->port = fixed_port ? fixed_port : free_port(d->node);
 		char port[16];
 		snprintf(port, sizeof(port), "%d", d->port);
 		pid_t pid = fork();
@@ -147,6 +147,16 @@ int daemon_start(struct test_daemon *d, const char *node)
 		}
 	}
 	return -1;
+}
+
+int daemon_start(struct test_daemon *d, const char *node)
+{
+	return start(d, node, 0);
+}
+
+int daemon_start_port(struct test_daemon *d, const char *node, int port)
+{
+	return start(d, node, port);
 }
 
 int daemon_stop(struct test_daemon *d)

@@ -27,6 +27,8 @@ struct test_daemon {
 /* Starts dicomd on 127.0.0.1 (or node) with a unique socket name and a free
  * port; waits until it accepts.  0 or -1. */
 int daemon_start(struct test_daemon *d, const char *node);
+/* Same, on a given port (several "nodes" share one port on 127.0.0.x). */
+int daemon_start_port(struct test_daemon *d, const char *node, int port);
 /* SIGTERM, then waits; returns the exit status or -1 (it was killed). */
 int daemon_stop(struct test_daemon *d);
 int free_port(const char *node);

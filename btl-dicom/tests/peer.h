@@ -33,6 +33,7 @@ struct peer_cfg {
 	size_t window;
 	int timeout_s;
 	int role;          /* 0 or 1: seeds the content each side sends */
+	uint32_t peer_node; /* the other side's home node; 0 = same as ours */
 };
 
 static uint64_t mix64(uint64_t x)
@@ -165,7 +166,7 @@ static int peer_run(const struct peer_cfg *cfg, int from_parent, int to_parent)
 		return 11;
 	}
 	dicom_addr_t self = dicom_ep_addr(ep);
-	dicom_addr_t dst = { self.home_node, other_pid };
+	dicom_addr_t dst = { cfg->peer_node ? cfg->peer_node : self.home_node, other_pid };
 	struct peer_state st = { .cfg = cfg };
 	uint8_t *buf = malloc(1 << 20);
 	srand((unsigned)getpid());

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* libFuzzer target: the frame decoder must never read out of bounds, and
+ * whatever it accepts must re-encode to the same bytes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dicom_wire.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	/* Copy so ASan catches any read past the input's end exactly. */
+	uint8_t *buf = malloc(size ? size : 1);
+	if (!buf)
+		return 0;
+	memcpy(buf, data, size);
+	struct dicom_frame f;
+	int r = dicom_frame_decode(buf, size, &f);
+	if (r == DICOM_DECODE_OK) {
+		size_t total = DICOM_WIRE_HDR_LEN + f.length;
+		if (total > size || f.payload != buf + DICOM_WIRE_HDR_LEN)
+			abort();
+		uint8_t *again = malloc(total);
+		if (!again || dicom_frame_encode(&f, f.payload, again, total) != total ||
+		    memcmp(again, buf, total) != 0)
+			abort();
+		free(again);
+	} else if (r != DICOM_DECODE_NEED_MORE) {
+		char why[256];
+		dicom_decode_describe(buf, size, r, why, sizeof(why));
+		if (!why[0])
+			abort();
+	}
+	struct dicom_frame h;
+	int rh = dicom_frame_decode_header(buf, size, &h);
+	/* the header check is a prefix of the full check */
+	if (r == DICOM_DECODE_OK && rh != DICOM_DECODE_OK)
+		abort();
+	free(buf);
+	return 0;
+}
