@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ep_internal.h"
+#include "msgbuf.h"
 #include "sock.h"
 
 #define READ_BUDGET (8u << 20) /* per event, so one busy peer cannot starve the rest */
@@ -158,7 +159,7 @@ void dicom_held_free_all(dicom_ep_t *ep)
 	while (ep->held_head) {
 		struct held_msg *m = ep->held_head;
 		ep->held_head = m->next;
-		free(m);
+		dicom_msgbuf_free(m);
 	}
 	ep->held_tail = NULL;
 	ep->held_bytes = 0;
@@ -170,16 +171,16 @@ static int on_data(dicom_ep_t *ep, struct in_conn *c, const struct dicom_frame *
 {
 	struct in_peer *p = c->peer;
 	if (!p || !dicom_addr_eq(f->src, p->st.peer) || !dicom_addr_eq(f->dst, ep->self)) {
-		free(big);
+		dicom_msgbuf_free(big);
 		return -1;
 	}
 	switch (dicom_instream_accept(&p->st, f->seq, f->length)) {
 	case DICOM_IN_DUPLICATE:
 		ep->stats.duplicates_dropped++;
-		free(big);
+		dicom_msgbuf_free(big);
 		return 0;
 	case DICOM_IN_GAP:
-		free(big);
+		dicom_msgbuf_free(big);
 		return -1;
 	default:
 		break;
@@ -190,12 +191,12 @@ static int on_data(dicom_ep_t *ep, struct in_conn *c, const struct dicom_frame *
 	if (ep->cb && !ep->held_head) {
 		ep->cb_calls++;
 		ep->cb(ep->cb_ctx, &f->src, (uint8_t)f->aux, data, f->length);
-		free(big);
+		dicom_msgbuf_free(big);
 		return 0;
 	}
 	struct held_msg *m = big;
 	if (!m) {
-		m = malloc(sizeof(*m) + f->length);
+		m = dicom_msgbuf_alloc(sizeof(*m) + f->length);
 		if (!m)
 			return -1; /* unacked: the sender resends after reconnect */
 		if (f->length)
@@ -260,6 +261,7 @@ static int parse_buffer(dicom_ep_t *ep, struct in_conn *c)
 		const uint8_t *payload = c->buf + c->start + DICOM_WIRE_HDR_LEN;
 		if (avail >= total) {
 			c->start += total;
+			c->after_big = 0;
 			int r = f.type == DICOM_FT_HELLO ? on_hello(ep, c, &f)
 							 : on_data(ep, c, &f, payload, NULL);
 			if (r < 0) {
@@ -269,7 +271,7 @@ static int parse_buffer(dicom_ep_t *ep, struct in_conn *c)
 			continue;
 		}
 		if (f.type == DICOM_FT_DATA && f.length > DICOM_BIG_FRAME) {
-			struct held_msg *m = malloc(sizeof(*m) + f.length);
+			struct held_msg *m = dicom_msgbuf_alloc(sizeof(*m) + f.length);
 			if (!m) {
 				dicom_in_close(ep, c);
 				return -1;
@@ -304,6 +306,10 @@ static void read_input(dicom_ep_t *ep, struct in_conn *c)
 			}
 			dst = c->buf + c->end;
 			room = DICOM_IN_BUF - c->end;
+			/* After a big frame, read just the next header, so a
+			 * big payload lands in its buffer without a copy. */
+			if (c->after_big && c->end - c->start < DICOM_WIRE_HDR_LEN)
+				room = DICOM_WIRE_HDR_LEN - (c->end - c->start);
 		}
 		ssize_t r = recv(c->sock.fd, dst, room, MSG_DONTWAIT);
 		if (r == 0) {
@@ -323,6 +329,7 @@ static void read_input(dicom_ep_t *ep, struct in_conn *c)
 			if (c->big_have == c->big_hdr.length) {
 				struct held_msg *m = c->big;
 				c->big = NULL;
+				c->after_big = 1;
 				if (on_data(ep, c, &c->big_hdr, m->data, m) < 0) {
 					dicom_in_close(ep, c);
 					return;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ep_internal.h"
+#include "msgbuf.h"
 #include "sock.h"
 
 int dicom_ep_watch(dicom_ep_t *ep, struct dicom_sock *s, uint32_t events)
@@ -50,7 +51,7 @@ static void free_graveyard(dicom_ep_t *ep)
 		if (s->kind == SK_IN) {
 			struct in_conn *c = (struct in_conn *)s;
 			free(c->buf);
-			free(c->big);
+			dicom_msgbuf_free(c->big);
 		}
 		free(s);
 	}
@@ -127,7 +128,7 @@ static void deliver_held(dicom_ep_t *ep)
 		ep->held_bytes -= m->len;
 		ep->cb_calls++;
 		ep->cb(ep->cb_ctx, &m->src, m->tag, m->data, m->len);
-		free(m);
+		dicom_msgbuf_free(m);
 	}
 }
 

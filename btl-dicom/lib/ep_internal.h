@@ -100,6 +100,7 @@ struct in_conn {
 	uint8_t *buf;
 	size_t start, end;
 	struct held_msg *big; /* large DATA payload being read in place */
+	int after_big;        /* read the next header alone: likely big again */
 	size_t big_have;
 	struct dicom_frame big_hdr;
 	uint8_t wbuf[DICOM_WIRE_HDR_LEN * 2];

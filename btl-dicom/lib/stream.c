@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "msgbuf.h"
 #include "stream.h"
 
 void dicom_outstream_init(struct dicom_outstream *s, dicom_addr_t src,
@@ -17,11 +18,11 @@ void dicom_outstream_init(struct dicom_outstream *s, dicom_addr_t src,
 void dicom_outstream_destroy(struct dicom_outstream *s)
 {
 	if (s->cursor_orphan)
-		free(s->cursor);
+		dicom_msgbuf_free(s->cursor);
 	struct dicom_outmsg *m = s->head;
 	while (m) {
 		struct dicom_outmsg *n = m->next;
-		free(m);
+		dicom_msgbuf_free(m);
 		m = n;
 	}
 	s->head = s->tail = s->cursor = NULL;
@@ -38,7 +39,7 @@ struct dicom_outmsg *dicom_outstream_push(struct dicom_outstream *s, uint8_t tag
 					  const struct iovec *iov, int iovcnt,
 					  size_t len)
 {
-	struct dicom_outmsg *m = malloc(sizeof(*m) + len);
+	struct dicom_outmsg *m = dicom_msgbuf_alloc(sizeof(*m) + len);
 	if (!m)
 		return NULL;
 	m->next = NULL;
@@ -93,7 +94,7 @@ long dicom_outstream_ack(struct dicom_outstream *s, uint64_t ack)
 				continue;
 			}
 		}
-		free(m);
+		dicom_msgbuf_free(m);
 	}
 	s->acked = ack;
 	/* Messages between an acked cursor and the ack were delivered over an
@@ -106,7 +107,7 @@ long dicom_outstream_ack(struct dicom_outstream *s, uint64_t ack)
 void dicom_outstream_disconnect(struct dicom_outstream *s)
 {
 	if (s->cursor_orphan)
-		free(s->cursor);
+		dicom_msgbuf_free(s->cursor);
 	s->cursor_orphan = 0;
 	s->cursor = s->head;
 	s->cursor_off = 0;
@@ -166,7 +167,7 @@ void dicom_outstream_advance(struct dicom_outstream *s, size_t n)
 		if (s->cursor_orphan) {
 			s->cursor_orphan = 0;
 			s->cursor = s->head;
-			free(m);
+			dicom_msgbuf_free(m);
 		} else {
 			s->cursor = m->next;
 		}
