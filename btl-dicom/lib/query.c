@@ -67,10 +67,12 @@ static int fail(char *out, size_t len, int code, const char *fmt, ...)
 	return code;
 }
 
-/* Sends req and reads one reply frame into a heap buffer (*buf, freed by
- * the caller).  Returns DICOM_OK or an error already written to out. */
+/* Sends req and reads one reply frame of type `expect` into a heap buffer
+ * (*buf, freed by the caller).  Returns DICOM_OK or an error already
+ * written to out. */
 static int transact(const char *daemon_name, const struct dicom_frame *req,
-		    struct dicom_frame *reply, uint8_t **buf, char *out, size_t len)
+		    uint8_t expect, struct dicom_frame *reply, uint8_t **buf,
+		    char *out, size_t len)
 {
 	const char *name = dicom_daemon_name(daemon_name);
 	*buf = NULL;
@@ -104,6 +106,10 @@ static int transact(const char *daemon_name, const struct dicom_frame *req,
 		msg[reply->length] = '\0';
 		return fail(out, len, code, "%s", msg);
 	}
+	if (reply->type != expect)
+		return fail(out, len, DICOM_EPROTO, "dicomd answered %s with %s",
+			    dicom_frame_type_name(req->type),
+			    dicom_frame_type_name(reply->type));
 	return DICOM_OK;
 }
 
@@ -111,14 +117,9 @@ DICOM_API int dicom_query_status(const char *daemon_name, char *out, size_t len)
 {
 	struct dicom_frame req = { .type = DICOM_FT_STATUS, .seq = 1 }, rep;
 	uint8_t *buf;
-	int rc = transact(daemon_name, &req, &rep, &buf, out, len);
-	if (rc == DICOM_OK) {
-		if (rep.type == DICOM_FT_STATUS_REPLY)
-			rc = write_out(out, len, (const char *)rep.payload, rep.length);
-		else
-			rc = fail(out, len, DICOM_EPROTO, "dicomd answered STATUS with %s",
-				  dicom_frame_type_name(rep.type));
-	}
+	int rc = transact(daemon_name, &req, DICOM_FT_STATUS_REPLY, &rep, &buf, out, len);
+	if (rc == DICOM_OK)
+		rc = write_out(out, len, (const char *)rep.payload, rep.length);
 	free(buf);
 	return rc;
 }
@@ -140,13 +141,10 @@ DICOM_API int dicom_query_resolve(const char *daemon_name, const char *addr,
 	if (rc != DICOM_OK)
 		return rc;
 	uint8_t *buf;
-	rc = transact(daemon_name, &req, &rep, &buf, out, len);
+	rc = transact(daemon_name, &req, DICOM_FT_RESOLVED, &rep, &buf, out, len);
 	free(buf);
 	if (rc != DICOM_OK)
 		return rc;
-	if (rep.type != DICOM_FT_RESOLVED)
-		return fail(out, len, DICOM_EPROTO, "dicomd answered RESOLVE with %s",
-			    dicom_frame_type_name(rep.type));
 	char text[32], node[INET_ADDRSTRLEN];
 	dicom_addr_format(&req.dst, text, sizeof(text));
 	struct in_addr ia = { .s_addr = htonl(rep.loc.node) };
@@ -178,14 +176,9 @@ DICOM_API int dicom_query_ping(const char *daemon_name, const char *addr,
 	if (rc != DICOM_OK)
 		return rc;
 	uint8_t *buf;
-	rc = transact(daemon_name, &req, &rep, &buf, out, len);
-	if (rc == DICOM_OK) {
-		if (rep.type == DICOM_FT_PONG)
-			rc = write_out(out, len, (const char *)rep.payload, rep.length);
-		else
-			rc = fail(out, len, DICOM_EPROTO, "dicomd answered PING with %s",
-				  dicom_frame_type_name(rep.type));
-	}
+	rc = transact(daemon_name, &req, DICOM_FT_PONG, &rep, &buf, out, len);
+	if (rc == DICOM_OK)
+		rc = write_out(out, len, (const char *)rep.payload, rep.length);
 	free(buf);
 	return rc;
 }
@@ -198,13 +191,10 @@ DICOM_API int dicom_query_detach(const char *daemon_name, const char *addr,
 	if (rc != DICOM_OK)
 		return rc;
 	uint8_t *buf;
-	rc = transact(daemon_name, &req, &rep, &buf, out, len);
+	rc = transact(daemon_name, &req, DICOM_FT_DETACH_READY, &rep, &buf, out, len);
 	free(buf);
 	if (rc != DICOM_OK)
 		return rc;
-	if (rep.type != DICOM_FT_DETACH_READY)
-		return fail(out, len, DICOM_EPROTO, "dicomd answered DETACH with %s",
-			    dicom_frame_type_name(rep.type));
 	char text[32], json[96];
 	dicom_addr_format(&req.dst, text, sizeof(text));
 	int n = snprintf(json, sizeof(json), "{\"ready\":true,\"addr\":\"%s\",\"hold_ms\":%u}",

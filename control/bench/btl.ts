@@ -95,6 +95,8 @@ export function compare(name: string, baseline: string, placement: string, dicom
 interface Case {
   btl: string;
   nodes: number[];
+  /** extra MCA parameters, e.g. a candidate btl_dicom_eager_limit */
+  mca?: Record<string, string | number>;
 }
 
 async function sweep(c: Case, o: BenchOptions): Promise<SweepPoint[]> {
@@ -105,7 +107,7 @@ async function sweep(c: Case, o: BenchOptions): Promise<SweepPoint[]> {
     args: ['--max-size', String(o.maxSize), '--time-budget-ms', String(o.timeBudgetMs)],
     btl: c.btl,
     componentPath: defaultComponentDir,
-    mca: { pml: 'ob1' },
+    mca: { pml: 'ob1', ...c.mca },
     timeoutMs: 10 * 60_000,
   });
   if (r.exitCode !== 0) throw new Error(`bench over ${c.btl} on nodes ${c.nodes.join(',')} failed (exit ${r.exitCode}${r.timedOut ? ', timed out' : ''}):\n${(r.stderr + r.stdout).slice(-3000)}`);
@@ -162,4 +164,38 @@ export async function writeReport(cs: Comparison[], jsonFile: string | undefined
     const out = Object.fromEntries(cs.map((c) => [c.baseline, c]));
     await writeFile(jsonFile, JSON.stringify({ generatedAt: new Date().toISOString(), svg: svgFile, comparisons: out }, null, 2) + '\n');
   }
+}
+
+export interface TuneRow {
+  eager_limit: number;
+  max_send_size: number;
+  /** geometric mean over sizes of dicom/tcp latency, and of tcp/dicom bandwidth (lower is better for both) */
+  lat_score: number;
+  bw_score: number;
+}
+
+const geomean = (xs: number[]) => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
+
+/**
+ * Measures candidate eager/max-send sizes across two lab nodes, each run
+ * right after a tcp baseline run, and scores them against that baseline.
+ */
+export async function tuneBtl(o: BenchOptions, eagers: number[], maxSends: number[]): Promise<TuneRow[]> {
+  const rows: TuneRow[] = [];
+  for (const eager of eagers) {
+    for (const maxSend of maxSends) {
+      if (maxSend < eager) continue;
+      const mca = { btl_dicom_eager_limit: eager, btl_dicom_rndv_eager_limit: eager, btl_dicom_max_send_size: maxSend };
+      const [d, b] = await pair(`eager ${eager}, max-send ${maxSend}`, { btl: 'self,dicom', nodes: [1, 2], mca }, { btl: 'self,tcp', nodes: [1, 2] }, o);
+      const c = compare('tune', 'tcp', 'n1-n2', d, b);
+      const big = c.rows.filter((r) => r.size >= 1024);
+      rows.push({
+        eager_limit: eager,
+        max_send_size: maxSend,
+        lat_score: geomean(big.map((r) => r.lat_ratio)),
+        bw_score: geomean(big.filter((r) => r.bw_ratio !== null).map((r) => 1 / (r.bw_ratio as number))),
+      });
+    }
+  }
+  return rows.sort((a, b) => a.lat_score + a.bw_score - (b.lat_score + b.bw_score));
 }

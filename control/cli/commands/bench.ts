@@ -1,8 +1,8 @@
 // dicomctl bench btl: the transport benchmark, reported as ratios against
 // Open MPI's own transports measured in the same invocation.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { benchBtl, type Comparison, writeReport } from '../../bench/btl.js';
+import { benchBtl, type Comparison, tuneBtl, writeReport } from '../../bench/btl.js';
 import { buildDir } from '../../paths.js';
 import { ensureComponent, ensureMpiPrograms, withLab } from '../../runner/prereq.js';
 import { type Command, int, str } from '../command.js';
@@ -51,4 +51,32 @@ const benchBtlCmd: Command = {
   },
 };
 
-export const commands: Command[] = [benchBtlCmd];
+const sizeList = (v: string | undefined, dflt: number[]): number[] => {
+  if (v === undefined) return dflt;
+  const xs = v.split(',').map((x) => Number(x.trim()));
+  if (xs.some((x) => !Number.isInteger(x) || x < 1024 || x > 64 << 20)) throw new CliError(`expected a comma-separated list of byte sizes (1024..64M), got "${v}"`, 2);
+  return xs;
+};
+
+const tuneCmd: Command = {
+  name: 'bench tune',
+  summary: 'measure candidate btl_dicom eager/max-send sizes against tcp across two lab nodes',
+  usage: 'bench tune [--eager 32768,65536,...] [--max-send 131072,...] [--rounds N] [--json FILE]',
+  options: { eager: { type: 'string' }, 'max-send': { type: 'string' }, rounds: { type: 'string' }, json: { type: 'string' } },
+  async run(args) {
+    if (process.getuid?.() !== 0) throw new CliError('bench tune needs root: it runs in the network-namespace lab');
+    const eagers = sizeList(str(args, 'eager'), [32768, 65536, 131072]);
+    const maxSends = sizeList(str(args, 'max-send'), [131072, 262144, 1048576]);
+    const rounds = int(args, 'rounds', 1, 1, 10);
+    await ensureMpiPrograms();
+    await ensureComponent((m) => note(m));
+    const rows = await withLab(2, (m) => note(m), () => tuneBtl({ rounds, maxSize: 4 << 20, timeBudgetMs: 60, log: (m) => step(m) }, eagers, maxSends));
+    const json = str(args, 'json');
+    if (json) await writeFile(json, JSON.stringify(rows, null, 2) + '\n');
+    process.stdout.write('scores: geometric mean over 1 KiB..4 MiB of dicom/tcp latency and tcp/dicom bandwidth (lower is better)\n');
+    printTable(rows.map((r) => ({ eager_limit: r.eager_limit, max_send_size: r.max_send_size, latency: fmt(r.lat_score), bandwidth: fmt(r.bw_score) })));
+    process.stdout.write(`best: --mca btl_dicom_eager_limit ${rows[0]!.eager_limit} --mca btl_dicom_max_send_size ${rows[0]!.max_send_size}\n`);
+  },
+};
+
+export const commands: Command[] = [benchBtlCmd, tuneCmd];
