@@ -36,7 +36,7 @@ function run(np: number, program: string, args: string[], nodes?: number[]) {
   });
 }
 
-for (const np of [3, 6]) {
+for (const np of [3, 8]) {
   for (const c of correctnessSet) {
     lab(`3 lab nodes, ${np} ranks over self,dicom: ${c.title}`, async (t) => {
       const r = await run(np, c.program, c.args);

@@ -4,9 +4,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { buildComponent } from '../generator/build.js';
 import { detectOmpi } from '../generator/detect.js';
-import { installComponent } from '../generator/install.js';
+import { buildInstallVerify } from '../generator/pipeline.js';
 import { labDown, labStatus, labUp } from '../lab/index.js';
 import { buildDir, defaultComponentDir, root } from '../paths.js';
 
@@ -21,9 +20,7 @@ export async function ensureMpiPrograms(): Promise<string> {
 export async function ensureComponent(log: (m: string) => void): Promise<string> {
   if (existsSync(path.join(defaultComponentDir, 'mca_btl_dicom.so'))) return defaultComponentDir;
   log('btl dicom is not installed yet: building and installing it');
-  const t = await detectOmpi();
-  const b = await buildComponent(t);
-  return installComponent(t, b.artifact, defaultComponentDir);
+  return (await buildInstallVerify(await detectOmpi(), defaultComponentDir)).dir;
 }
 
 /** Runs fn in a lab of at least `nodes` nodes; a lab it had to create is removed afterwards. */

@@ -2,9 +2,8 @@
 // summary. What `npm start` runs after provisioning.
 import path from 'node:path';
 import { labDown, labExec, labMpirun, labStatus, labUp, requireState } from '../../lab/index.js';
-import { buildComponent } from '../../generator/build.js';
 import { detectOmpi } from '../../generator/detect.js';
-import { installComponent, verifyComponent } from '../../generator/install.js';
+import { buildInstallVerify } from '../../generator/pipeline.js';
 import { defaultComponentDir, root } from '../../paths.js';
 import { ensureMpiPrograms, mpiProgramsDir } from '../../runner/prereq.js';
 import type { Command } from '../command.js';
@@ -30,10 +29,10 @@ const demo: Command = {
 
     const target = await timed('detecting Open MPI', () => detectOmpi());
     note(`Open MPI ${target.version}, BTL API ${target.btlApi}`);
-    const built = await timed('rendering mca-templates and compiling mca_btl_dicom.so (with libdicom inside)', () => buildComponent(target));
-    const dir = await installComponent(target, built.artifact, defaultComponentDir);
-    const verified = await timed(`installing into ${dir} and verifying with ompi_info`, () => verifyComponent(target, dir));
-    note(`ompi_info lists btl dicom with ${verified.params.length} parameters`);
+    const { dir, verified } = await timed('rendering mca-templates, compiling mca_btl_dicom.so (libdicom inside), installing, verifying with ompi_info', () =>
+      buildInstallVerify(target, defaultComponentDir),
+    );
+    note(`installed in ${dir}; ompi_info lists btl dicom with ${verified.params.length} parameters`);
     await timed('building the MPI test programs', () => ensureMpiPrograms());
 
     if ((await labStatus()).up) await labDown();
