@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Sender side of the data path: one outgoing TCP connection per destination
- * (so two endpoints never race to connect to each other), resolution
- * through the daemon, HELLO handshake, writev of queued frames, acks.
+ * Sender side of the data path: resolution through the daemon, a
+ * connection (our own, or the one the peer opened to us), the HELLO
+ * handshake, and acks that free the retransmit window.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,12 +37,15 @@ struct out_peer *dicom_out_get(dicom_ep_t *ep, dicom_addr_t dst)
 
 void dicom_out_close(dicom_ep_t *ep, struct out_peer *p)
 {
-	if (p->sock) {
-		dicom_ep_bury(ep, p->sock);
-		p->sock = NULL;
+	struct conn *c = p->conn;
+	p->conn = NULL;
+	if (c && c->tx == p) {
+		/* The peer's own stream may share this connection, but a
+		 * half-written frame of ours would corrupt it: close it all. */
+		c->tx = NULL;
+		dicom_conn_close(ep, c);
 	}
 	dicom_outstream_disconnect(&p->st);
-	p->rlen = 0;
 	if (p->state == OUT_CONNECTING || p->state == OUT_HELLO ||
 	    p->state == OUT_ESTABLISHED)
 		p->state = OUT_IDLE;
@@ -82,29 +85,7 @@ static void out_broken(dicom_ep_t *ep, struct out_peer *p)
 	dicom_ep_timer_at(ep, 0);
 }
 
-static void write_hello(dicom_ep_t *ep, struct out_peer *p)
-{
-	while (p->hello_off < DICOM_WIRE_HDR_LEN) {
-		ssize_t w = send(p->sock->fd, p->hello + p->hello_off,
-				 DICOM_WIRE_HDR_LEN - p->hello_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w > 0) {
-			p->hello_off += (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			dicom_ep_set_events(ep, p->sock, EPOLLIN | EPOLLOUT);
-			return;
-		}
-		out_fail(ep, p);
-		return;
-	}
-	dicom_ep_set_events(ep, p->sock, EPOLLIN);
-}
-
-static void on_connected(dicom_ep_t *ep, struct out_peer *p)
+void dicom_out_connected(dicom_ep_t *ep, struct out_peer *p)
 {
 	size_t kib = ep->window / 1024;
 	struct dicom_frame f = {
@@ -116,44 +97,38 @@ static void on_connected(dicom_ep_t *ep, struct out_peer *p)
 	dicom_frame_encode_header(&f, p->hello);
 	p->hello_off = 0;
 	p->state = OUT_HELLO;
-	write_hello(ep, p);
+	dicom_conn_flush(ep, p->conn);
 }
 
 static void start_connect(dicom_ep_t *ep, struct out_peer *p)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	struct dicom_sock *s = fd >= 0 ? calloc(1, sizeof(*s)) : NULL;
-	if (!s) {
-		if (fd >= 0)
-			close(fd);
-		dicom_out_retry_later(ep, p, dicom_now_ns());
+	struct conn *c = dicom_conn_connect(ep, p->node, p->port);
+	if (!c) {
+		if (errno == ENOMEM || errno == EMFILE || errno == ENFILE)
+			dicom_out_retry_later(ep, p, dicom_now_ns());
+		else
+			out_fail(ep, p); /* refused at once: the location is stale */
 		return;
 	}
-	s->kind = SK_OUT;
-	s->fd = fd;
-	s->owner = p;
-	dicom_tcp_tune(fd);
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(p->node),
-				  .sin_port = htons(p->port) };
-	int r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	if (r < 0 && errno != EINPROGRESS) {
-		close(fd);
-		free(s);
-		out_fail(ep, p);
-		return;
-	}
-	if (dicom_ep_watch(ep, s, r == 0 ? EPOLLIN : EPOLLOUT) < 0) {
-		close(fd);
-		free(s);
-		dicom_out_retry_later(ep, p, dicom_now_ns());
-		return;
-	}
-	p->sock = s;
-	p->rlen = 0;
+	c->tx = p;
+	p->conn = c;
 	p->state = OUT_CONNECTING;
-	if (r == 0)
-		on_connected(ep, p);
+	if (!c->connecting)
+		dicom_out_connected(ep, p);
+}
+
+/* The peer already connected to us: send our stream back on that
+ * connection instead of opening a second one. */
+static int adopt_peer_conn(dicom_ep_t *ep, struct out_peer *p)
+{
+	struct in_peer *ip = dicom_addrmap_get(&ep->ins_by_src, p->st.dst);
+	struct conn *c = ip ? ip->cur : NULL;
+	if (!c || c->tx || c->sock.dead || c->close_after_write || c->connecting)
+		return 0;
+	c->tx = p;
+	p->conn = c;
+	dicom_out_connected(ep, p);
+	return 1;
 }
 
 void dicom_out_kick(dicom_ep_t *ep, struct out_peer *p, int64_t now)
@@ -164,6 +139,8 @@ void dicom_out_kick(dicom_ep_t *ep, struct out_peer *p, int64_t now)
 		p->state = OUT_IDLE; /* connect lazily, when there is data */
 		return;
 	}
+	if (adopt_peer_conn(ep, p))
+		return;
 	if (p->have_loc) {
 		start_connect(ep, p);
 		return;
@@ -226,38 +203,30 @@ void dicom_out_timers(dicom_ep_t *ep, int64_t now)
 
 void dicom_out_flush(dicom_ep_t *ep, struct out_peer *p)
 {
-	if (p->state != OUT_ESTABLISHED)
-		return;
-	struct iovec iov[DICOM_MAX_IOV];
-	for (;;) {
-		int n = dicom_outstream_pending_iov(&p->st, iov, DICOM_MAX_IOV);
-		if (n == 0) {
-			dicom_ep_set_events(ep, p->sock, EPOLLIN);
-			return;
-		}
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-		ssize_t w = sendmsg(p->sock->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w > 0) {
-			dicom_outstream_advance(&p->st, (size_t)w);
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			dicom_ep_set_events(ep, p->sock, EPOLLIN | EPOLLOUT);
-			return;
-		}
-		out_broken(ep, p);
-		return;
-	}
+	if (p->state == OUT_ESTABLISHED && p->conn)
+		dicom_conn_flush(ep, p->conn);
 }
 
-/* Returns 0 to keep the connection, -1 when it was closed. */
-static int on_frame(dicom_ep_t *ep, struct out_peer *p, const struct dicom_frame *f)
+/* The connection went away under us (closed by the peer, an I/O error, or
+ * a protocol error on the other stream sharing it).  failed: the connect
+ * itself failed, so the location is suspect. */
+void dicom_out_conn_lost(dicom_ep_t *ep, struct out_peer *p, int failed)
+{
+	p->conn = NULL;
+	if (failed)
+		out_fail(ep, p);
+	else
+		out_broken(ep, p);
+}
+
+/* Frames for our stream coming back from the receiver.  Returns 0 to keep
+ * the connection, -1 when it must be closed. */
+int dicom_out_on_frame(dicom_ep_t *ep, struct out_peer *p, const struct dicom_frame *f)
 {
 	switch (f->type) {
 	case DICOM_FT_HELLO_ACK:
-		if (p->state != OUT_HELLO || !dicom_addr_eq(f->src, p->st.dst))
+		if (p->state != OUT_HELLO || p->hello_off < DICOM_WIRE_HDR_LEN ||
+		    !dicom_addr_eq(f->src, p->st.dst))
 			break;
 		if (dicom_outstream_rewind(&p->st, f->ack) < 0)
 			break;
@@ -267,8 +236,8 @@ static int on_frame(dicom_ep_t *ep, struct out_peer *p, const struct dicom_frame
 		if (p->ever_connected)
 			ep->stats.reconnects++;
 		p->ever_connected = 1;
-		dicom_out_flush(ep, p);
-		return p->sock ? 0 : -1;
+		dicom_conn_flush(ep, p->conn);
+		return 0;
 	case DICOM_FT_ACK:
 		if (p->state != OUT_ESTABLISHED)
 			break;
@@ -278,83 +247,12 @@ static int on_frame(dicom_ep_t *ep, struct out_peer *p, const struct dicom_frame
 	default:
 		break; /* NOT_HERE, ERROR or a protocol violation */
 	}
+	/* Wrong location or a confused peer: ask the daemons again.  The
+	 * connection is closed by our caller. */
+	struct conn *c = p->conn;
+	if (c)
+		c->tx = NULL;
+	p->conn = NULL;
 	out_fail(ep, p);
 	return -1;
-}
-
-static void read_acks(dicom_ep_t *ep, struct out_peer *p)
-{
-	for (;;) {
-		ssize_t r = recv(p->sock->fd, p->rbuf + p->rlen, sizeof(p->rbuf) - p->rlen,
-				 MSG_DONTWAIT);
-		if (r == 0) {
-			out_broken(ep, p);
-			return;
-		}
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				out_broken(ep, p);
-			return;
-		}
-		p->rlen += (size_t)r;
-		size_t off = 0;
-		for (;;) {
-			struct dicom_frame f;
-			int d = dicom_frame_decode(p->rbuf + off, p->rlen - off, &f);
-			if (d == DICOM_DECODE_NEED_MORE)
-				break;
-			/* Only header-only frames and short errors flow this way. */
-			if (d != DICOM_DECODE_OK ||
-			    DICOM_WIRE_HDR_LEN + f.length > sizeof(p->rbuf)) {
-				out_fail(ep, p);
-				return;
-			}
-			off += DICOM_WIRE_HDR_LEN + f.length;
-			if (on_frame(ep, p, &f) < 0)
-				return;
-		}
-		if (p->rlen - off >= DICOM_WIRE_HDR_LEN) {
-			struct dicom_frame f;
-			if (dicom_frame_decode_header(p->rbuf + off, p->rlen - off, &f) ==
-				    DICOM_DECODE_OK &&
-			    DICOM_WIRE_HDR_LEN + f.length > sizeof(p->rbuf)) {
-				out_fail(ep, p); /* could never fit: not a peer of ours */
-				return;
-			}
-		}
-		memmove(p->rbuf, p->rbuf + off, p->rlen - off);
-		p->rlen -= off;
-	}
-}
-
-void dicom_out_event(dicom_ep_t *ep, struct out_peer *p, uint32_t events)
-{
-	if (p->state == OUT_CONNECTING) {
-		int err = 0;
-		socklen_t el = sizeof(err);
-		if (getsockopt(p->sock->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-			err = errno;
-		if (err) {
-			out_fail(ep, p);
-			return;
-		}
-		if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
-			dicom_ep_set_events(ep, p->sock, EPOLLIN);
-			on_connected(ep, p);
-		}
-		return;
-	}
-	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-		read_acks(ep, p);
-		if (!p->sock)
-			return;
-	}
-	if (events & EPOLLOUT) {
-		if (p->state == OUT_HELLO)
-			write_hello(ep, p);
-		else
-			dicom_out_flush(ep, p);
-	}
 }

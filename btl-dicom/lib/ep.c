@@ -48,8 +48,8 @@ static void free_graveyard(dicom_ep_t *ep)
 	while (ep->graveyard) {
 		struct dicom_sock *s = ep->graveyard;
 		ep->graveyard = s->grave_next;
-		if (s->kind == SK_IN) {
-			struct in_conn *c = (struct in_conn *)s;
+		if (s->kind == SK_CONN) {
+			struct conn *c = (struct conn *)s;
 			free(c->buf);
 			dicom_msgbuf_free(c->big);
 		}
@@ -106,8 +106,8 @@ void dicom_ep_close_all_sockets(dicom_ep_t *ep)
 {
 	for (struct out_peer *p = ep->outs; p; p = p->next)
 		dicom_out_close(ep, p);
-	while (ep->in_conns)
-		dicom_in_close(ep, ep->in_conns);
+	while (ep->conns)
+		dicom_conn_close(ep, ep->conns);
 	if (ep->listen) {
 		dicom_ep_bury(ep, ep->listen);
 		ep->listen = NULL;
@@ -160,21 +160,17 @@ int dicom_ep_pass(dicom_ep_t *ep, int app)
 			continue;
 		switch (s->kind) {
 		case SK_LISTEN:
-			dicom_in_accept(ep);
+			dicom_conn_accept(ep);
 			break;
 		case SK_DAEMON:
 			dicom_dl_event(ep, evs[i].events);
 			break;
-		case SK_OUT:
-			dicom_out_event(ep, s->owner, evs[i].events);
-			break;
-		case SK_IN:
+		case SK_CONN:
 			/* Without an application draining them, held messages
 			 * must not grow without bound: leave the data in the
 			 * socket and let the senders' windows push back. */
-			if (!app && ep->held_bytes > DICOM_HELD_MAX)
-				break;
-			dicom_in_event(ep, s->owner, evs[i].events);
+			dicom_conn_event(ep, s->owner, evs[i].events,
+					 app || ep->held_bytes <= DICOM_HELD_MAX);
 			break;
 		case SK_WAKE: {
 			uint64_t v;

@@ -30,7 +30,7 @@
 #define DICOM_DL_IN_CAP 8192
 #define DICOM_DL_OUT_CAP (1u << 20)
 
-enum dicom_sock_kind { SK_LISTEN, SK_DAEMON, SK_OUT, SK_IN, SK_WAKE };
+enum dicom_sock_kind { SK_LISTEN, SK_DAEMON, SK_CONN, SK_WAKE };
 
 /* One per open socket instance.  epoll events carry a pointer to it; after
  * close it is marked dead and freed only once the progress pass ends, so a
@@ -53,13 +53,13 @@ enum out_state {
 	OUT_ESTABLISHED,
 };
 
-/* Sender side of the stream self -> dst and its connection. */
+struct conn;
+
+/* Sender side of the stream self -> dst and the connection it uses. */
 struct out_peer {
 	struct dicom_outstream st;
 	enum out_state state;
-	struct dicom_sock *sock;
-	uint8_t rbuf[DICOM_WIRE_HDR_LEN * 16];
-	size_t rlen;
+	struct conn *conn;
 	uint8_t hello[DICOM_WIRE_HDR_LEN];
 	size_t hello_off;
 	int have_loc;
@@ -73,12 +73,10 @@ struct out_peer {
 	struct out_peer *next;
 };
 
-struct in_conn;
-
 /* Receiver side of the stream src -> self. */
 struct in_peer {
 	struct dicom_instream st;
-	struct in_conn *cur; /* the connection acks go out on */
+	struct conn *cur; /* the connection acks go out on */
 	int on_ack_list;
 	struct in_peer *ack_next;
 };
@@ -92,21 +90,32 @@ struct held_msg {
 	uint8_t data[];
 };
 
-/* An accepted data connection (sock must stay the first member: the
- * graveyard frees the whole struct through it). */
-struct in_conn {
+/*
+ * A data connection to one peer endpoint.  It carries up to two streams:
+ * rx (peer -> self, opened by the peer's HELLO) and tx (self -> peer, our
+ * HELLO).  Whoever connects first opens it; the other side sends its own
+ * stream back over the same socket, so acks ride on data and the kernel
+ * sees request/response traffic, as with one socket per peer in btl/tcp.
+ * Frames never interleave: a control frame (HELLO_ACK, ACK, NOT_HERE)
+ * waits while a tx frame is half written, and the reverse.
+ * (sock must stay the first member: the graveyard frees the struct
+ * through it.)
+ */
+struct conn {
 	struct dicom_sock sock;
-	struct in_peer *peer;
+	int connecting;       /* our nonblocking connect is in flight */
+	struct in_peer *rx;
+	struct out_peer *tx;
 	uint8_t *buf;
 	size_t start, end;
 	struct held_msg *big; /* large DATA payload being read in place */
 	int after_big;        /* read the next header alone: likely big again */
 	size_t big_have;
 	struct dicom_frame big_hdr;
-	uint8_t wbuf[DICOM_WIRE_HDR_LEN * 2];
+	uint8_t wbuf[DICOM_WIRE_HDR_LEN * 4]; /* queued control frames */
 	size_t wlen, woff;
 	int close_after_write;
-	struct in_conn *prev, *next;
+	struct conn *prev, *next;
 };
 
 enum daemon_link_state { DL_DOWN, DL_REGISTERING, DL_READY };
@@ -137,7 +146,7 @@ struct dicom_ep {
 	struct dicom_addrmap outs_by_dst;
 	struct dicom_addrmap ins_by_src;
 	struct out_peer *outs;
-	struct in_conn *in_conns;
+	struct conn *conns;
 	struct in_peer *ack_list;
 	struct held_msg *held_head, *held_tail;
 	size_t held_bytes;
@@ -170,17 +179,27 @@ int dicom_ep_open_listener(dicom_ep_t *ep);
 struct out_peer *dicom_out_get(dicom_ep_t *ep, dicom_addr_t dst);
 void dicom_out_kick(dicom_ep_t *ep, struct out_peer *p, int64_t now);
 void dicom_out_flush(dicom_ep_t *ep, struct out_peer *p);
-void dicom_out_event(dicom_ep_t *ep, struct out_peer *p, uint32_t events);
+void dicom_out_connected(dicom_ep_t *ep, struct out_peer *p);
+void dicom_out_conn_lost(dicom_ep_t *ep, struct out_peer *p, int failed);
+int dicom_out_on_frame(dicom_ep_t *ep, struct out_peer *p, const struct dicom_frame *f);
 void dicom_out_resolved(dicom_ep_t *ep, struct out_peer *p,
 			const struct dicom_wire_loc *loc, int64_t now);
 void dicom_out_close(dicom_ep_t *ep, struct out_peer *p);
 void dicom_out_timers(dicom_ep_t *ep, int64_t now);
 void dicom_out_retry_later(dicom_ep_t *ep, struct out_peer *p, int64_t now);
 
+/* conn.c */
+void dicom_conn_accept(dicom_ep_t *ep);
+struct conn *dicom_conn_connect(dicom_ep_t *ep, uint32_t node, uint16_t port);
+void dicom_conn_event(dicom_ep_t *ep, struct conn *c, uint32_t events, int may_read);
+void dicom_conn_flush(dicom_ep_t *ep, struct conn *c);
+int dicom_conn_queue_ctrl(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f);
+void dicom_conn_close(dicom_ep_t *ep, struct conn *c);
+
 /* conn_in.c */
-void dicom_in_accept(dicom_ep_t *ep);
-void dicom_in_event(dicom_ep_t *ep, struct in_conn *c, uint32_t events);
-void dicom_in_close(dicom_ep_t *ep, struct in_conn *c);
+int dicom_in_on_hello(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f);
+int dicom_in_on_data(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f,
+		     const uint8_t *data, struct held_msg *big);
 void dicom_in_send_acks(dicom_ep_t *ep, int64_t now);
 void dicom_held_free_all(dicom_ep_t *ep);
 
