@@ -44,3 +44,16 @@ else
 fi
 
 mkdir -p "${DICOM_CACHE:-/var/cache/dicom-ompi}" /run/sshd
+
+# ---- Open MPI 5.0.7 + CRIU 4.x: the debootstrapped trixie root (issue 7) ----
+# Idempotent and stamped: about 2 min the first time, instant afterwards.
+# DICOM_SKIP_TRIXIE_ROOT=1 skips it (the Open MPI 5 tests then create it on demand).
+if [ "${DICOM_SKIP_TRIXIE_ROOT:-0}" != 1 ]; then
+  if ! command -v debootstrap >/dev/null; then
+    log "apt-get install debootstrap"
+    apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >&2
+  fi
+  bash ci/trixie-root.sh >/dev/null
+fi
+# ---- end trixie root ----

@@ -4,6 +4,8 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { buildDir, cBuildDir, root } from '../paths.js';
+import { renderCompat } from './compat.js';
+import { detectPmix } from './detect.js';
 import { contextFor, renderSet } from './render.js';
 import { type OmpiTarget, targetId } from './target.js';
 
@@ -15,8 +17,10 @@ export class BuildError extends Error {
 
 export type LogSink = (line: string) => void;
 
-async function make(args: string[], onLine: LogSink, cwd = root): Promise<void> {
-  const sub = execa('make', args, { cwd, all: true, reject: false, timeout: 15 * 60_000, forceKillAfterDelay: 5000 });
+/** make on the host, or with `runPrefix` where the target lives (a chroot: same paths, see control/trixie). */
+async function make(args: string[], onLine: LogSink, cwd = root, runPrefix: string[] = []): Promise<void> {
+  const [cmd, ...pre] = [...runPrefix, 'make'];
+  const sub = execa(cmd!, [...pre, ...args], { cwd, all: true, reject: false, timeout: 15 * 60_000, forceKillAfterDelay: 5000 });
   const tail: string[] = [];
   for await (const line of sub.iterable({ from: 'all' })) {
     onLine(line);
@@ -29,9 +33,19 @@ async function make(args: string[], onLine: LogSink, cwd = root): Promise<void> 
   }
 }
 
-export async function buildLibdicom(onLine: LogSink = () => {}): Promise<string> {
-  await make(['-C', 'btl-dicom', `-j2`, `BUILD=${cBuildDir}`], onLine);
-  return cBuildDir;
+/**
+ * Where libdicom is built for `t`: the host's build/c, or for a target in
+ * another root (another glibc) build/c-<root name>, compiled inside that root.
+ */
+export function libdicomBuildDir(t?: OmpiTarget): string {
+  if (!t || t.sysroot === '/') return cBuildDir;
+  return path.join(buildDir, `c-${path.basename(t.sysroot)}`);
+}
+
+export async function buildLibdicom(onLine: LogSink = () => {}, t?: OmpiTarget): Promise<string> {
+  const out = libdicomBuildDir(t);
+  await make(['-C', path.join(root, 'btl-dicom'), `-j2`, `BUILD=${out}`], onLine, root, t?.runPrefix ?? []);
+  return out;
 }
 
 export function componentBuildDir(t: OmpiTarget): string {
@@ -47,10 +61,13 @@ export interface BuildResult {
 
 /** libdicom, then render the templates for `t`, then make mca_btl_dicom.so. */
 export async function buildComponent(t: OmpiTarget, onLine: LogSink = () => {}): Promise<BuildResult> {
-  await buildLibdicom(onLine);
+  const libdicomDir = await buildLibdicom(onLine, t);
   const dir = componentBuildDir(t);
-  const files = await renderSet('component', contextFor(t), dir);
-  await make(['-C', dir, '-j2'], onLine);
+  const pmix = t.btlApi === '3.3' ? await detectPmix(t) : undefined;
+  const compat = await renderCompat(t, dir);
+  const files = await renderSet('component', contextFor(t, libdicomDir, { pmix, compatIncdir: compat.incdir }), dir);
+  files.push(...compat.headers.map((h) => path.join(compat.incdir, h)));
+  await make(['-C', dir, '-j2'], onLine, root, t.runPrefix);
   const artifact = path.join(dir, 'mca_btl_dicom.so');
   await access(artifact);
   return { target: t, dir, artifact, files };

@@ -8,11 +8,13 @@ import type { BtlApi, OmpiTarget } from './target.js';
 
 export class DetectError extends Error {}
 
-async function tool(bindir: string, name: string, args: string[]): Promise<string> {
+async function tool(bindir: string, name: string, args: string[], runPrefix: string[] = []): Promise<string> {
   const bin = bindir ? path.join(bindir, name) : name;
-  const r = await execa(bin, args, { reject: false, timeout: 60_000, env: { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' } });
+  const [cmd, ...pre] = [...runPrefix, bin];
+  const r = await execa(cmd!, [...pre, ...args], { reject: false, timeout: 60_000, env: { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' } });
   if (r.failed) {
-    const why = r.code === 'ENOENT' ? 'not found' : (r.stderr || r.shortMessage || 'failed').trim();
+    const notFound = r.code === 'ENOENT' || (runPrefix.length > 0 && r.exitCode === 127);
+    const why = notFound ? 'not found' : (r.stderr || r.shortMessage || 'failed').trim();
     throw new DetectError(`${bin} ${args.join(' ')}: ${why}. Install Open MPI (apt-get install libopenmpi-dev openmpi-bin) or pass --ompi PREFIX`);
   }
   return r.stdout;
@@ -38,16 +40,68 @@ export async function btlApiFromHeader(incdirs: string[], sysroot = '/'): Promis
   throw new DetectError(`opal/mca/btl/btl.h not found under ${incdirs.join(', ')}: the Open MPI devel headers are missing (apt-get install libopenmpi-dev)`);
 }
 
-/** `prefix` is "auto" (tools on PATH) or an installation prefix holding bin/ompi_info. */
-export async function detectOmpi(prefix = 'auto'): Promise<OmpiTarget> {
+export interface DetectOptions {
+  /** argv prefix that runs a command where the installation lives (e.g. control/trixie inRootArgv([])) */
+  runPrefix?: string[];
+  /** the host directory that is "/" for that installation; its paths are read under it */
+  sysroot?: string;
+}
+
+/**
+ * `prefix` is "auto" (tools on PATH) or an installation prefix holding bin/ompi_info.
+ * With a runPrefix and sysroot (a chroot), the tools run inside it and the
+ * paths they report (incdirs, pkglibdir) are interpreted under the sysroot.
+ */
+export async function detectOmpi(prefix = 'auto', o: DetectOptions = {}): Promise<OmpiTarget> {
+  const runPrefix = o.runPrefix ?? [];
+  const sysroot = o.sysroot ?? '/';
   const bindir = prefix === 'auto' ? '' : path.join(prefix, 'bin');
-  const info = await tool(bindir, 'ompi_info', ['--parsable']);
+  const info = await tool(bindir, 'ompi_info', ['--parsable'], runPrefix);
   const version = parsableField(info, 'ompi:version:full');
   if (!version) throw new DetectError('ompi_info --parsable did not report ompi:version:full');
-  const pkglibdir = parsableField(await tool(bindir, 'ompi_info', ['--parsable', '--path', 'pkglibdir']), 'path:pkglibdir');
+  const pkglibdir = parsableField(await tool(bindir, 'ompi_info', ['--parsable', '--path', 'pkglibdir'], runPrefix), 'path:pkglibdir');
   if (!pkglibdir) throw new DetectError('ompi_info did not report its pkglibdir');
-  const incdirs = (await tool(bindir, 'mpicc', ['--showme:incdirs'])).split(/\s+/).filter(Boolean);
-  const libdirs = (await tool(bindir, 'mpicc', ['--showme:libdirs'])).split(/\s+/).filter(Boolean);
-  const btlApi = await btlApiFromHeader(incdirs);
-  return { version, btlApi, incdirs, libdirs, pkglibdir, runPrefix: [], bindir, sysroot: '/' };
+  const incdirs = (await tool(bindir, 'mpicc', ['--showme:incdirs'], runPrefix)).split(/\s+/).filter(Boolean);
+  const libdirs = (await tool(bindir, 'mpicc', ['--showme:libdirs'], runPrefix)).split(/\s+/).filter(Boolean);
+  const btlApi = await btlApiFromHeader(incdirs, sysroot);
+  return { version, btlApi, incdirs, libdirs, pkglibdir, runPrefix, bindir, sysroot };
+}
+
+const multiarch: Record<string, string> = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', ppc64: 'powerpc64le-linux-gnu' };
+
+/**
+ * The external PMIx an Open MPI 5 installation was built with: its include and
+ * library dirs from pmix.pc (Debian: /usr/lib/<triplet>/pmix2). Open MPI 5's
+ * headers include <pmix.h>, which mpicc --showme:incdirs does not list.
+ */
+export async function detectPmix(t: OmpiTarget): Promise<{ incdirs: string[]; libdirs: string[] }> {
+  const triplet = multiarch[process.arch] ?? 'x86_64-linux-gnu';
+  const candidates = [
+    ...t.libdirs.map((d) => path.join(d, 'pkgconfig')),
+    `/usr/lib/${triplet}/pkgconfig`,
+    '/usr/lib/pkgconfig',
+    '/usr/local/lib/pkgconfig',
+    '/usr/share/pkgconfig',
+  ];
+  for (const dir of candidates) {
+    const pc = path.join(t.sysroot, dir, 'pmix.pc');
+    const text = await readFile(pc, 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    const vars = new Map<string, string>();
+    const expand = (v: string) => v.replace(/\$\{(\w+)\}/g, (_, k: string) => vars.get(k) ?? '');
+    let cflags = '';
+    let libs = '';
+    for (const line of text.split('\n')) {
+      const v = /^(\w+)=(.*)$/.exec(line);
+      if (v) vars.set(v[1]!, expand(v[2]!.trim()));
+      const f = /^(Cflags|Libs):(.*)$/.exec(line);
+      if (f?.[1] === 'Cflags') cflags = expand(f[2]!);
+      if (f?.[1] === 'Libs') libs = expand(f[2]!);
+    }
+    const incdirs = [...cflags.matchAll(/-I(\S+)/g)].map((m) => m[1]!);
+    const libdirs = [...libs.matchAll(/-L(\S+)/g)].map((m) => m[1]!);
+    if (incdirs.length === 0) throw new DetectError(`${pc} lists no include dir`);
+    return { incdirs, libdirs };
+  }
+  throw new DetectError(`pmix.pc not found under ${t.sysroot} (${candidates.join(', ')}): Open MPI ${t.version} needs the PMIx devel files (apt-get install libpmix-dev)`);
 }

@@ -21,8 +21,31 @@ export function componentEnv(t: OmpiTarget, dir: string): Record<string, string>
   return { OMPI_MCA_mca_base_component_path: componentPath(t, dir) };
 }
 
-export async function installComponent(t: OmpiTarget, artifact: string, dest: string | 'system' = defaultComponentDir): Promise<string> {
-  const dir = dest === 'system' ? path.join(t.sysroot, t.pkglibdir) : path.resolve(dest);
+/** Inside another root (control/trixie), the project's component dir lives in that root. */
+export const rootComponentDir = '/opt/dicom-ompi/components';
+
+/** Where `btl install` puts the component without --dest/--system, as a host path. */
+export function defaultComponentDirFor(t: OmpiTarget): string {
+  return t.sysroot === '/' ? defaultComponentDir : path.join(t.sysroot, rootComponentDir);
+}
+
+/** A host path under t.sysroot as the installation sees it ("/" + relative). */
+export function inTargetView(t: OmpiTarget, hostPath: string): string {
+  return t.sysroot !== '/' && hostPath.startsWith(t.sysroot + '/') ? '/' + path.relative(t.sysroot, hostPath) : hostPath;
+}
+
+/**
+ * `dest`: 'system' (the installation's pkglibdir), or a directory. For a
+ * target inside another root a directory is meant as seen inside that root.
+ * Returns the host path of the directory it installed into.
+ */
+export async function installComponent(t: OmpiTarget, artifact: string, dest: string | 'system' = defaultComponentDirFor(t)): Promise<string> {
+  const dir =
+    dest === 'system'
+      ? path.join(t.sysroot, t.pkglibdir)
+      : t.sysroot === '/' || dest.startsWith(t.sysroot + '/')
+        ? path.resolve(dest)
+        : path.join(t.sysroot, path.resolve(dest));
   await mkdir(dir, { recursive: true });
   const final = path.join(dir, 'mca_btl_dicom.so');
   // Copy then rename, so a running job never maps a half-written file.
@@ -30,7 +53,7 @@ export async function installComponent(t: OmpiTarget, artifact: string, dest: st
   await copyFile(artifact, tmp);
   await rename(tmp, final);
   if (dest !== 'system') {
-    await writeFile(path.join(dir, 'env.sh'), `export OMPI_MCA_mca_base_component_path=${componentPath(t, dir)}\n`);
+    await writeFile(path.join(dir, 'env.sh'), `export OMPI_MCA_mca_base_component_path=${componentPath(t, inTargetView(t, dir))}\n`);
   }
   return dir;
 }
@@ -41,7 +64,7 @@ export interface VerifyResult {
 
 /** `ompi_info --param btl dicom --level 9` must list the component and its parameters with help. */
 export async function verifyComponent(t: OmpiTarget, dir: string): Promise<VerifyResult> {
-  const installedDir = dir.startsWith(t.sysroot) && t.sysroot !== '/' ? '/' + path.relative(t.sysroot, dir) : dir;
+  const installedDir = inTargetView(t, dir);
   const env = installedDir === t.pkglibdir ? {} : componentEnv(t, installedDir);
   const bin = t.bindir ? path.join(t.bindir, 'ompi_info') : 'ompi_info';
   const [cmd, ...pre] = [...t.runPrefix, bin];

@@ -22,10 +22,25 @@ export interface RenderContext {
   libdicomDir: string;
   dicomInclude: string;
   defaults: typeof tunedDefaults;
+  /** BTL API 3.3: the external PMIx's include and library dirs (pmix.pc) */
+  pmixIncdirs: string[];
+  pmixLibdirs: string[];
+  /** generated declarations for headers the installation lacks (compat.ts); '' if none */
+  compatIncdir: string;
+  compat: boolean;
 }
 
-export function contextFor(t: OmpiTarget, libdicomDir = cBuildDir): RenderContext {
+export interface ExtraContext {
+  pmix?: { incdirs: string[]; libdirs: string[] };
+  compatIncdir?: string;
+}
+
+export function contextFor(t: OmpiTarget, libdicomDir = cBuildDir, extra: ExtraContext = {}): RenderContext {
   return {
+    pmixIncdirs: extra.pmix?.incdirs ?? [],
+    pmixLibdirs: extra.pmix?.libdirs ?? [],
+    compatIncdir: extra.compatIncdir ?? '',
+    compat: Boolean(extra.compatIncdir),
     ompi: { version: t.version },
     btlApi: t.btlApi,
     api33: t.btlApi === '3.3',
