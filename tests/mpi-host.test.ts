@@ -55,6 +55,14 @@ for (const np of [2, 8]) {
   }
 }
 
+for (const np of [2, 4]) {
+  test.serial(`one node, ${np} ranks: MPI_THREAD_MULTIPLE, 4 threads per rank exchanging at once`, async (t) => {
+    const r = await mpirun(np, 'threads', ['--threads', '4', '--iters', '200']);
+    t.is(r.exitCode, 0, String(r.all).slice(-3000));
+    t.regex(resultLine(String(r.stdout)) ?? '', /^RESULT ok/);
+  });
+}
+
 test.serial('one node: the checker catches corrupted data (the tests can fail)', async (t) => {
   const r = await mpirun(2, 'pingpong', ['--neighbors', '--self-test-corrupt', '--max-size', '64K']);
   t.not(r.exitCode, 0);

@@ -65,6 +65,12 @@ struct dicom_ep_opts {
 	/* Start the DiCOM progress thread, which answers the daemon's control
 	 * requests (ping, detach) while the application computes. */
 	int progress_thread;
+	/* Run the delivery callback without the endpoint's lock held, on a
+	 * copy of each message.  Needed when several threads may call
+	 * dicom_send/dicom_progress and the callback takes locks of its own
+	 * (an MPI library under MPI_THREAD_MULTIPLE): otherwise the two lock
+	 * orders deadlock.  Costs one copy per message. */
+	int deliver_unlocked;
 };
 
 /* Delivery callback: data is valid only during the call. */

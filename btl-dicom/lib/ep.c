@@ -118,14 +118,22 @@ void dicom_ep_close_all_sockets(dicom_ep_t *ep)
 	ep->next_timer = 0;
 }
 
-static void deliver_held(dicom_ep_t *ep)
+struct held_msg *dicom_held_pop(dicom_ep_t *ep)
 {
-	while (ep->held_head && ep->cb) {
-		struct held_msg *m = ep->held_head;
+	struct held_msg *m = ep->held_head;
+	if (m) {
 		ep->held_head = m->next;
 		if (!ep->held_head)
 			ep->held_tail = NULL;
 		ep->held_bytes -= m->len;
+	}
+	return m;
+}
+
+static void deliver_held(dicom_ep_t *ep)
+{
+	while (ep->held_head && ep->cb) {
+		struct held_msg *m = dicom_held_pop(ep);
 		ep->cb_calls++;
 		ep->cb(ep->cb_ctx, &m->src, m->tag, m->data, m->len);
 		dicom_msgbuf_free(m);
@@ -220,6 +228,7 @@ DICOM_API int dicom_ep_open(const struct dicom_ep_opts *opts, dicom_ep_t **out,
 	pthread_mutexattr_destroy(&ma);
 	strcpy(ep->daemon_name, name);
 	ep->window = opts && opts->window_bytes ? opts->window_bytes : DICOM_DEFAULT_WINDOW;
+	ep->deliver_unlocked = opts && opts->deliver_unlocked;
 	ep->epfd = -1;
 	ep->wake.fd = -1;
 	ep->wake.kind = SK_WAKE;
@@ -348,6 +357,23 @@ DICOM_API int dicom_progress(dicom_ep_t *ep, dicom_recv_fn cb, void *ctx)
 		return 0;
 	}
 	ep->depth++;
+	if (ep->deliver_unlocked && cb) {
+		/* The pass only queues (cb stays NULL); delivery happens
+		 * below, one message at a time, with the lock released. */
+		dicom_ep_pass(ep, 1);
+		ep->depth--;
+		int r = 0;
+		struct held_msg *m;
+		while ((m = dicom_held_pop(ep))) {
+			pthread_mutex_unlock(&ep->lock);
+			cb(ctx, &m->src, m->tag, m->data, m->len);
+			dicom_msgbuf_free(m);
+			r += r < INT32_MAX;
+			pthread_mutex_lock(&ep->lock);
+		}
+		pthread_mutex_unlock(&ep->lock);
+		return r;
+	}
 	ep->cb = cb;
 	ep->cb_ctx = ctx;
 	int r = dicom_ep_pass(ep, cb != NULL);

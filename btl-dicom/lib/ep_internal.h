@@ -157,6 +157,7 @@ struct dicom_ep {
 	int64_t detached_until;
 	int64_t next_timer;
 	int64_t last_app_progress;
+	int deliver_unlocked;
 	dicom_recv_fn cb;   /* set only while the application's progress runs */
 	void *cb_ctx;
 	uint64_t cb_calls;
@@ -202,6 +203,7 @@ int dicom_in_on_data(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f
 		     const uint8_t *data, struct held_msg *big);
 void dicom_in_send_acks(dicom_ep_t *ep, int64_t now);
 void dicom_held_free_all(dicom_ep_t *ep);
+struct held_msg *dicom_held_pop(dicom_ep_t *ep);
 
 /* daemon_client.c */
 int dicom_dl_register_blocking(dicom_ep_t *ep, char *err, size_t errlen);
