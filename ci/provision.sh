@@ -45,6 +45,39 @@ fi
 
 mkdir -p "${DICOM_CACHE:-/var/cache/dicom-ompi}" /run/sshd
 
+# The job database for the tests: Debian's PostgreSQL, started if it is down,
+# with a role "dicom" (CREATEDB, for the tests' own databases) and a database
+# "dicom". Tests use DATABASE_URL=postgresql://dicom:dicom@127.0.0.1:5432/dicom_test
+# and create dicom_test themselves when it is missing.
+pg_cluster=$(pg_lsclusters --no-header 2>/dev/null | awk '$2=="main"{print $1; exit}')
+if [ -z "$pg_cluster" ]; then
+  log "creating PostgreSQL cluster main"
+  pg_createcluster "$(ls /usr/lib/postgresql | sort -n | tail -n1)" main >&2
+  pg_cluster=$(pg_lsclusters --no-header | awk '$2=="main"{print $1; exit}')
+fi
+if ! pg_lsclusters --no-header | awk -v v="$pg_cluster" '$1==v && $2=="main"{print $4}' | grep -q online; then
+  log "starting PostgreSQL $pg_cluster/main"
+  pg_ctlcluster "$pg_cluster" main start >&2 || service postgresql start >&2
+fi
+for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.1; done
+su postgres -c "psql -q -v ON_ERROR_STOP=1" >&2 <<'SQL'
+DO $$BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dicom') THEN
+    CREATE ROLE dicom LOGIN CREATEDB PASSWORD 'dicom';
+  END IF;
+END$$;
+SELECT 'CREATE DATABASE dicom OWNER dicom' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'dicom')\gexec
+SQL
+
+# The Prisma client is generated build output (build/prisma-client), redone when the schema changes.
+pstamp=build/prisma-client/.schema-sha
+pwant=$(cat prisma/schema.prisma package-lock.json | sha256sum | cut -d' ' -f1)
+if [ ! -f "$pstamp" ] || [ "$(cat "$pstamp")" != "$pwant" ]; then
+  log "prisma generate"
+  DATABASE_URL=${DATABASE_URL:-postgresql://dicom:dicom@127.0.0.1:5432/dicom} npx prisma generate >&2
+  echo "$pwant" > "$pstamp"
+fi
+
 # ---- Open MPI 5.0.7 + CRIU 4.x: the debootstrapped trixie root (issue 7) ----
 # Idempotent and stamped: about 2 min the first time, instant afterwards.
 # DICOM_SKIP_TRIXIE_ROOT=1 skips it (the Open MPI 5 tests then create it on demand).

@@ -6,8 +6,17 @@ const groups: Record<string, () => Promise<{ commands: Command[] }>> = {
   btl: () => import('./commands/btl.js'),
   lab: () => import('./commands/lab.js'),
   daemon: () => import('./commands/daemon.js'),
-  bench: () => import('./commands/bench.js'),
+  bench: async () => ({
+    commands: [...(await import('./commands/bench.js')).commands, ...(await import('./commands/bench-api.js')).commands],
+  }),
   demo: () => import('./commands/demo.js'),
+  serve: () => import('./commands/serve.js'),
+  token: () => import('./commands/token.js'),
+  targets: () => import('./commands/targets.js'),
+  builds: () => import('./commands/builds.js'),
+  deployments: () => import('./commands/deployments.js'),
+  nodes: () => import('./commands/nodes.js'),
+  jobs: () => import('./commands/jobs.js'),
 };
 
 function usage(all: Command[]): string {

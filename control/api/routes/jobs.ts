@@ -1,0 +1,98 @@
+// /jobs: MPI jobs launched through the API over self,dicom, with their stdout
+// and exit status. Programs are absolute paths or names in build/mpi.
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { buildDir } from '../../paths.js';
+import type { ApiDeps } from '../app.js';
+import { badRequest, notFound } from '../errors.js';
+import { DateTime, IdParams, Nullable, Paging, errors } from '../schemas.js';
+
+const programsDir = path.join(buildDir, 'mpi');
+const JStatus = Type.Union(['queued', 'running', 'succeeded', 'failed'].map((s) => Type.Literal(s)));
+
+export const MpiJob = Type.Object(
+  {
+    id: Type.Integer(),
+    nodes: Type.Array(Type.String()),
+    np: Type.Integer(),
+    program: Type.String(),
+    args: Type.Array(Type.String()),
+    status: JStatus,
+    componentDir: Nullable(Type.String()),
+    daemon: Type.String(),
+    timeoutSeconds: Type.Integer(),
+    exitCode: Nullable(Type.Integer()),
+    stdout: Type.String(),
+    stderr: Type.String(),
+    error: Nullable(Type.String()),
+    createdAt: DateTime,
+    startedAt: Nullable(DateTime),
+    finishedAt: Nullable(DateTime),
+  },
+  { $id: 'MpiJob' },
+);
+
+const ok = (p: string, mode: number) => access(p, mode).then(() => true, () => false);
+
+export const jobRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db, queue }) => {
+  const { prisma } = db;
+
+  app.get(
+    '/jobs',
+    { schema: { summary: 'list MPI jobs, newest first', tags: ['jobs'], querystring: Paging, response: { 200: Type.Array(Type.Ref('MpiJob')), ...errors(400, 401, 503) } } },
+    async (req) => prisma.mpiJob.findMany({ orderBy: { id: 'desc' }, take: req.query.limit, skip: req.query.offset }),
+  );
+
+  app.get(
+    '/jobs/:id',
+    { schema: { summary: 'one MPI job with its output and exit status', tags: ['jobs'], params: IdParams, response: { 200: Type.Ref('MpiJob'), ...errors(400, 401, 404, 503) } } },
+    async (req) => (await prisma.mpiJob.findUnique({ where: { id: req.params.id } })) ?? Promise.reject(notFound('job', req.params.id)),
+  );
+
+  app.post(
+    '/jobs',
+    {
+      schema: {
+        summary: 'launch an MPI job over dicom',
+        tags: ['jobs'],
+        body: Type.Object(
+          {
+            program: Type.String({ minLength: 1, maxLength: 1024, description: 'absolute path, or a name in build/mpi' }),
+            args: Type.Optional(Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 64 })),
+            np: Type.Integer({ minimum: 1, maximum: 16 }),
+            nodes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 64, uniqueItems: true })),
+            componentDir: Type.Optional(Type.String({ minLength: 2, maxLength: 1024, pattern: '^/', description: "a deployment's dest" })),
+            daemon: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'dicomd abstract socket name' })),
+            timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 202: Type.Ref('MpiJob'), ...errors(400, 401, 413, 503) },
+      },
+    },
+    async (req, reply) => {
+      if (!queue) throw badRequest('this server runs without a job queue');
+      const b = req.body;
+      const nodes = b.nodes ?? ['local'];
+      const remote = nodes.filter((n) => n !== 'local');
+      if (remote.length) throw badRequest(`nodes ${remote.join(', ')}: this server launches on "local" only; lab and ssh launches are not implemented yet`);
+      let program = b.program;
+      if (!program.includes('/')) {
+        if (!/^[A-Za-z0-9_.-]+$/.test(program) || program.startsWith('.')) throw badRequest(`program "${program}" is not a valid name`);
+        program = path.join(programsDir, program);
+      } else if (!path.isAbsolute(program)) throw badRequest('program must be an absolute path or a bare name in build/mpi');
+      if (!(await ok(program, constants.X_OK))) throw badRequest(`program ${program} does not exist or is not executable`);
+      if (b.componentDir && !(await ok(path.join(b.componentDir, 'mca_btl_dicom.so'), constants.R_OK))) {
+        throw badRequest(`componentDir ${b.componentDir} holds no mca_btl_dicom.so; deploy a build there first`);
+      }
+      const job = await prisma.mpiJob.create({
+        data: { program, args: b.args ?? [], np: b.np, nodes, componentDir: b.componentDir ?? null, daemon: b.daemon ?? 'dicomd', timeoutSeconds: b.timeoutSeconds ?? 300 },
+      });
+      await queue.enqueueMpiJob(job.id);
+      return reply.code(202).header('location', `/jobs/${job.id}`).send(job);
+    },
+  );
+};
