@@ -101,7 +101,7 @@ test.serial('POST /deployments bad inputs: 400, 404, 409', async (t) => {
     [{ buildId: 'x', dest }, 400, /buildId/],
     [{ buildId: good.id, dest, nodes: [] }, 400, /nodes/],
     [{ buildId: good.id, dest, nodes: ['local', 'local'] }, 400, /duplicate|identical/],
-    [{ buildId: good.id, dest, nodes: ['node1'] }, 400, /ssh deployments are not implemented/],
+    [{ buildId: good.id, dest, nodes: ['node1'] }, 400, /unknown node "node1"/],
     [{ buildId: 999999, dest }, 404, /build 999999 not found/],
   ];
   for (const [body, code, re] of cases) {

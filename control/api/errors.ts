@@ -1,6 +1,7 @@
 // How every failure becomes an HTTP answer: user mistakes are 4xx with a
 // message, an unreachable database is 503, and only our own bugs are 500.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { NodeError } from '../jobs/nodes.js';
 
 export class ApiError extends Error {
   constructor(readonly statusCode: number, message: string) {
@@ -10,6 +11,11 @@ export class ApiError extends Error {
 export const notFound = (what: string, id: number | string) => new ApiError(404, `${what} ${id} not found`);
 export const conflict = (msg: string) => new ApiError(409, msg);
 export const badRequest = (msg: string) => new ApiError(400, msg);
+/** For `.catch` on resolveNodes: a NodeError keeps its status (400 bad name, 409 lab down); anything else propagates. */
+export const nodeApiError = (e: unknown): never => {
+  if (e instanceof NodeError) throw new ApiError(e.status, e.message);
+  throw e;
+};
 
 const CONN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
 const PRISMA_CONN = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024']);

@@ -26,10 +26,10 @@ function parsableField(out: string, key: string): string | undefined {
 }
 
 /** BTL_VERSION in btl.h: 310 for Open MPI 4.1, 330 for 5.0. */
-export async function btlApiFromHeader(incdirs: string[], sysroot = '/'): Promise<BtlApi> {
+export async function btlApiFromHeader(incdirs: string[], sysroot = '/', readText: ReadText = localText): Promise<BtlApi> {
   for (const dir of incdirs) {
     const header = path.join(sysroot, dir, 'opal/mca/btl/btl.h');
-    const text = await readFile(header, 'utf8').catch(() => undefined);
+    const text = await readText(header);
     if (text === undefined) continue;
     const m = /#define\s+BTL_VERSION\s+(\d+)/.exec(text);
     if (!m) throw new DetectError(`${header} has no BTL_VERSION`);
@@ -40,11 +40,17 @@ export async function btlApiFromHeader(incdirs: string[], sysroot = '/'): Promis
   throw new DetectError(`opal/mca/btl/btl.h not found under ${incdirs.join(', ')}: the Open MPI devel headers are missing (apt-get install libopenmpi-dev)`);
 }
 
+/** Reads a text file where the installation lives; undefined when it does not exist. */
+export type ReadText = (file: string) => Promise<string | undefined>;
+const localText: ReadText = (file) => readFile(file, 'utf8').catch(() => undefined);
+
 export interface DetectOptions {
   /** argv prefix that runs a command where the installation lives (e.g. control/trixie inRootArgv([])) */
   runPrefix?: string[];
   /** the host directory that is "/" for that installation; its paths are read under it */
   sysroot?: string;
+  /** how to read btl.h there (default: the local file); a remote node's over ssh */
+  readText?: ReadText;
 }
 
 /**
@@ -63,7 +69,7 @@ export async function detectOmpi(prefix = 'auto', o: DetectOptions = {}): Promis
   if (!pkglibdir) throw new DetectError('ompi_info did not report its pkglibdir');
   const incdirs = (await tool(bindir, 'mpicc', ['--showme:incdirs'], runPrefix)).split(/\s+/).filter(Boolean);
   const libdirs = (await tool(bindir, 'mpicc', ['--showme:libdirs'], runPrefix)).split(/\s+/).filter(Boolean);
-  const btlApi = await btlApiFromHeader(incdirs, sysroot);
+  const btlApi = await btlApiFromHeader(incdirs, sysroot, o.readText);
   return { version, btlApi, incdirs, libdirs, pkglibdir, runPrefix, bindir, sysroot };
 }
 

@@ -1,10 +1,12 @@
 // /deployments: install a succeeded build's artifact on nodes and verify it
 // there with ompi_info; a node that fails verification is rolled back.
+// Nodes are "local" or lab nodes (n1..nK), which are reached over ssh.
 import path from 'node:path';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { ApiDeps } from '../app.js';
-import { badRequest, conflict, notFound } from '../errors.js';
+import { badRequest, conflict, nodeApiError, notFound } from '../errors.js';
+import { SAFE_PATH, resolveNodes } from '../../jobs/nodes.js';
 import { DateTime, IdParams, Nullable, Paging, errors } from '../schemas.js';
 
 const DStatus = Type.Union(['pending', 'running', 'succeeded', 'failed', 'rolled_back'].map((s) => Type.Literal(s)));
@@ -53,7 +55,9 @@ export const deploymentRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, 
           {
             buildId: Type.Integer({ minimum: 1, maximum: 2147483647 }),
             dest: Type.String({ minLength: 2, maxLength: 1024, pattern: '^/', description: 'absolute install directory on each node' }),
-            nodes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 64, uniqueItems: true, default: ['local'] })),
+            nodes: Type.Optional(
+              Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 64, uniqueItems: true, default: ['local'], description: '"local" and/or lab nodes ("n1", "n2", ...), reached over ssh' }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -66,13 +70,16 @@ export const deploymentRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, 
       const nodes = req.body.nodes ?? ['local'];
       const dest = path.normalize(req.body.dest);
       if (req.body.dest.split('/').includes('..')) throw badRequest('dest must not contain ".." segments');
-      const remote = nodes.filter((n) => n !== 'local');
-      if (remote.length) throw badRequest(`nodes ${remote.join(', ')}: this server deploys to "local" only; ssh deployments are not implemented yet`);
+      const { remote } = await resolveNodes(nodes).catch(nodeApiError);
+      if (remote.length && !SAFE_PATH.test(dest)) throw badRequest(`dest ${JSON.stringify(dest)}: a path for ssh nodes may hold only letters, digits and . _ + - /`);
       const d = await prisma.$transaction(async (tx) => {
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(7002, hashtext(${dest}))`;
-        const build = await tx.build.findUnique({ where: { id: buildId }, select: { id: true, status: true, targetId: true } });
+        const build = await tx.build.findUnique({ where: { id: buildId }, select: { id: true, status: true, targetId: true, target: { select: { sysroot: true } } } });
         if (!build) throw notFound('build', buildId);
         if (build.status !== 'succeeded') throw conflict(`build ${buildId} is ${build.status}; only a succeeded build can be deployed`);
+        if (remote.length && build.target.sysroot !== '/') {
+          throw badRequest(`build ${buildId} is for the Open MPI in ${build.target.sysroot}; lab nodes run the host's Open MPI, so deploy it to "local" only`);
+        }
         const busy = await tx.deployment.findFirst({ where: { dest, status: { in: ['pending', 'running'] } }, select: { id: true } });
         if (busy) throw conflict(`deployment ${busy.id} into ${dest} is still in progress`);
         return tx.deployment.create({

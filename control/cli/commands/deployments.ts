@@ -30,8 +30,8 @@ const listCmd: Command = {
 
 const createCmd: Command = {
   name: 'deployments create',
-  summary: "install a succeeded build's artifact into DIR and verify it with ompi_info (rolls back on failure)",
-  usage: 'deployments create --build ID --dest DIR [--node local]... [--detach] [--json]',
+  summary: "install a succeeded build's artifact into DIR on nodes (local, or lab nodes over ssh), verify with ompi_info, roll back a failing node",
+  usage: 'deployments create --build ID --dest DIR [--node local|n1|n2...]... [--detach] [--json]',
   options: { ...clientOptions, build: { type: 'string' }, dest: { type: 'string' }, node: { type: 'string', multiple: true }, detach: { type: 'boolean' } },
   async run(args) {
     const buildId = int(args, 'build', 0, 1, 2147483647);

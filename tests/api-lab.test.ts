@@ -1,0 +1,165 @@
+// The control plane against the lab: deployments to lab nodes over ssh (copy,
+// sha256, ompi_info on each node, rollback), Open MPI detected on a node over
+// ssh, MPI jobs across lab nodes over dicom, and the nodes' dicomd status.
+// The file brings its own 3-node lab up and down (run it under
+// flock /tmp/dicom-lab.lock when other lab users may be around).
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { labDown, labStatus, labUp, readState } from '../control/lab/index.js';
+import { stopPids } from '../control/daemon/proc.js';
+import { ensureMpiPrograms } from '../control/runner/prereq.js';
+import { freshDatabase, json, startApi, type TestApi } from './helpers/api.js';
+import { isRoot } from './helpers/cli.js';
+
+const lab = isRoot ? test.serial : test.skip;
+if (!isRoot) test('lab API tests need root (network namespaces, sshd); skipped', (t) => t.pass());
+
+let api: TestApi;
+let tmp: string;
+let good: { id: number; sha256: string; targetId: number };
+
+interface DNode {
+  nodeName: string;
+  status: string;
+  error: string | null;
+  log: string;
+}
+interface Deployment {
+  id: number;
+  status: string;
+  dest: string;
+  error: string | null;
+  nodes: DNode[];
+}
+
+const sha = async (f: string) => createHash('sha256').update(await readFile(f)).digest('hex');
+const message = async (r: Response) => (await json<{ message: string }>(r)).message;
+
+async function until<T>(what: string, get: () => Promise<T>, done: (v: T) => boolean, tries = 1200): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const v = await get();
+    if (done(v)) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not finish`);
+}
+const waitDeployment = (id: number) =>
+  until(`deployment ${id}`, async () => json<Deployment>(await api.req('GET', `/deployments/${id}`)), (d) => d.status !== 'pending' && d.status !== 'running');
+const deploy = async (body: unknown) => {
+  const r = await api.req('POST', '/deployments', body);
+  if (r.status !== 202) throw new Error(`POST /deployments ${JSON.stringify(body)}: ${r.status} ${await r.text()}`);
+  return waitDeployment((await json<Deployment>(r)).id);
+};
+
+test.before(async () => {
+  if (!isRoot) return;
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'dicom-apilab-'));
+  await ensureMpiPrograms();
+  api = await startApi(await freshDatabase('lab'), { queue: true, buildsDir: path.join(tmp, 'builds') });
+  const target = await json<{ id: number }>(await api.req('POST', '/targets', { detect: 'local' }));
+  const b = await json<{ id: number }>(await api.req('POST', '/builds', { targetId: target.id }));
+  const built = await until(`build ${b.id}`, async () => json<{ status: string; sha256: string }>(await api.req('GET', `/builds/${b.id}`)), (x) => x.status !== 'queued' && x.status !== 'running');
+  if (built.status !== 'succeeded') throw new Error(`setup build ${b.id} ${built.status}`);
+  good = { id: b.id, sha256: built.sha256, targetId: target.id };
+  if ((await labStatus()).up) await labDown();
+  await labUp({ nodes: 3 });
+});
+
+test.after.always(async () => {
+  if (!isRoot) return;
+  await api?.close();
+  await labDown();
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+lab('POST /deployments to 2 lab nodes copies over ssh and verifies with ompi_info on each node', async (t) => {
+  const dest = path.join(tmp, 'lab-site');
+  const d = await deploy({ buildId: good.id, dest, nodes: ['n1', 'n2'] });
+  t.is(d.status, 'succeeded', JSON.stringify(d, null, 1));
+  t.deepEqual(d.nodes.map((n) => [n.nodeName, n.status]), [['n1', 'succeeded'], ['n2', 'succeeded']]);
+  for (const n of d.nodes) {
+    // the hostname comes from the node's own UTS namespace, seen through its sshd
+    t.regex(n.log, new RegExp(`ssh ${n.nodeName} \\(10\\.77\\.0\\.\\d+\\): hostname ${n.nodeName}\\n`), n.log);
+    t.regex(n.log, new RegExp(`copied over ssh to ${n.nodeName}:.*sha256 matches`));
+    t.regex(n.log, new RegExp(`ompi_info on ${n.nodeName} \\(over ssh\\) lists btl dicom`));
+    t.regex(n.log, /ompi_info lists btl dicom with \d+ parameters/);
+  }
+  t.is(await sha(path.join(dest, 'mca_btl_dicom.so')), good.sha256);
+  t.regex(await readFile(path.join(dest, 'env.sh'), 'utf8'), new RegExp(`OMPI_MCA_mca_base_component_path=${dest}:`));
+  const got = await json<Deployment>(await api.req('GET', `/deployments/${d.id}`));
+  t.deepEqual(got.nodes.map((n) => n.status), ['succeeded', 'succeeded'], 'per-node status is in the database');
+});
+
+lab('a lab node whose verification fails is rolled back over ssh; the previous component stays', async (t) => {
+  const dest = path.join(tmp, 'lab-site'); // holds the good component from the previous test
+  const bogus = path.join(tmp, 'bogus.so');
+  await writeFile(bogus, 'not an ELF object\n');
+  const bad = await api.db.prisma.build.create({
+    data: { targetId: good.targetId, status: 'succeeded', artifactPath: bogus, sha256: await sha(bogus), finishedAt: new Date() },
+  });
+  const d = await deploy({ buildId: bad.id, dest, nodes: ['n2', 'n3'] });
+  t.is(d.status, 'failed');
+  for (const n of d.nodes) {
+    t.is(n.status, 'rolled_back', n.log);
+    t.regex(n.error ?? '', /ompi_info/);
+    t.regex(n.log, /copied over ssh/);
+    t.regex(n.log, /rolled back to the previous component/);
+  }
+  t.is(await sha(path.join(dest, 'mca_btl_dicom.so')), good.sha256, 'the previous component is back');
+  const leftovers = (await import('node:fs')).readdirSync(dest).filter((f) => f.startsWith('.'));
+  t.deepEqual(leftovers, [], 'no backup or incoming file is left behind');
+});
+
+lab('a fresh dest on a failing node is removed again; other nodes keep theirs', async (t) => {
+  const bogus = path.join(tmp, 'bogus2.so');
+  await writeFile(bogus, 'still not an ELF object\n');
+  const bad = await api.db.prisma.build.create({
+    data: { targetId: good.targetId, status: 'succeeded', artifactPath: bogus, sha256: await sha(bogus), finishedAt: new Date() },
+  });
+  const dest = path.join(tmp, 'fresh-site');
+  const d = await deploy({ buildId: bad.id, dest, nodes: ['n3'] });
+  t.is(d.nodes[0]!.status, 'rolled_back');
+  t.regex(d.nodes[0]!.log, /rolled back: removed the new component/);
+  await t.throwsAsync(readFile(path.join(dest, 'mca_btl_dicom.so')));
+});
+
+lab('POST /deployments with lab nodes: 400 for unknown nodes and unsafe paths', async (t) => {
+  const dest = path.join(tmp, 'x');
+  const cases: [unknown, number, RegExp][] = [
+    [{ buildId: good.id, dest, nodes: ['n9'] }, 400, /no lab node n9: the lab has n1, n2, n3/],
+    [{ buildId: good.id, dest, nodes: ['node1'] }, 400, /unknown node "node1"/],
+    [{ buildId: good.id, dest, nodes: ['n1', 'n1'] }, 400, /duplicate|identical/],
+    [{ buildId: good.id, dest: '/tmp/a b', nodes: ['n1'] }, 400, /may hold only/],
+    [{ buildId: good.id, dest: "/tmp/x';reboot", nodes: ['n1'] }, 400, /may hold only/],
+    [{ buildId: 999999, dest, nodes: ['n1'] }, 404, /build 999999 not found/],
+  ];
+  for (const [body, code, re] of cases) {
+    const r = await api.req('POST', '/deployments', body);
+    t.is(r.status, code, JSON.stringify(body));
+    t.regex(await message(r), re, JSON.stringify(body));
+  }
+});
+
+lab('a lab node that cannot be reached fails on its own; the lab node next to it succeeds', async (t) => {
+  const state = readState()!;
+  const n3 = state.nodes[2]!;
+  // A lab node whose sshd is gone: the API refuses it up front (409), and a
+  // deployment queued before it went away records it as failed.
+  const dest = path.join(tmp, 'partial-site');
+  const r = await api.req('POST', '/deployments', { buildId: good.id, dest, nodes: ['n2', 'n3'] });
+  t.is(r.status, 202);
+  const id = (await json<Deployment>(r)).id;
+  await stopPids([n3.sshdPid], 2000);
+  const d = await waitDeployment(id);
+  const after = await api.req('POST', '/deployments', { buildId: good.id, dest: path.join(tmp, 'other'), nodes: ['n3'] });
+  t.is(after.status, 409);
+  t.regex(await message(after), /lab node n3 is not healthy/);
+  const [n2, n3d] = d.nodes;
+  t.is(d.status, 'failed');
+  t.is(n2!.status, 'succeeded', n2!.log);
+  t.is(n3d!.status, 'failed', n3d!.log);
+  t.regex(n3d!.error ?? '', /n3/);
+});
