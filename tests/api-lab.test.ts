@@ -4,13 +4,13 @@
 // The file brings its own 3-node lab up and down (run it under
 // flock /tmp/dicom-lab.lock when other lab users may be around).
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { labDown, labStatus, labUp, readState } from '../control/lab/index.js';
 import { stopPids } from '../control/daemon/proc.js';
-import { ensureMpiPrograms } from '../control/runner/prereq.js';
+import { ensureComponent, ensureMpiPrograms } from '../control/runner/prereq.js';
 import { freshDatabase, json, startApi, type TestApi } from './helpers/api.js';
 import { isRoot } from './helpers/cli.js';
 
@@ -60,10 +60,14 @@ test.before(async () => {
   await ensureMpiPrograms();
   api = await startApi(await freshDatabase('lab'), { queue: true, buildsDir: path.join(tmp, 'builds') });
   const target = await json<{ id: number }>(await api.req('POST', '/targets', { detect: 'local' }));
-  const b = await json<{ id: number }>(await api.req('POST', '/builds', { targetId: target.id }));
-  const built = await until(`build ${b.id}`, async () => json<{ status: string; sha256: string }>(await api.req('GET', `/builds/${b.id}`)), (x) => x.status !== 'queued' && x.status !== 'running');
-  if (built.status !== 'succeeded') throw new Error(`setup build ${b.id} ${built.status}`);
-  good = { id: b.id, sha256: built.sha256, targetId: target.id };
+  // The artifact is the component `btl install` made (builds through the API
+  // are tested in api-build.test.ts), copied so nobody else's install changes it.
+  const artifact = path.join(tmp, 'artifact', 'mca_btl_dicom.so');
+  await mkdir(path.dirname(artifact));
+  await copyFile(path.join(await ensureComponent(() => {}), 'mca_btl_dicom.so'), artifact);
+  const sha256 = await sha(artifact);
+  const b = await api.db.prisma.build.create({ data: { targetId: target.id, status: 'succeeded', artifactPath: artifact, sha256, finishedAt: new Date() } });
+  good = { id: b.id, sha256, targetId: target.id };
   if ((await labStatus()).up) await labDown();
   await labUp({ nodes: 3 });
 });
@@ -141,6 +145,51 @@ lab('POST /deployments with lab nodes: 400 for unknown nodes and unsafe paths', 
     t.is(r.status, code, JSON.stringify(body));
     t.regex(await message(r), re, JSON.stringify(body));
   }
+});
+
+lab('POST /targets {detect:"ssh", node} runs ompi_info on the lab node over ssh', async (t) => {
+  const r = await api.req('POST', '/targets', { detect: 'ssh', node: 'n2' });
+  t.is(r.status, 201);
+  const tg = await json<{ id: number; version: string; btlApi: string; pkglibdir: string; nodeId: number; node: { name: string; address: string } }>(r);
+  const local = await json<{ version: string; btlApi: string; pkglibdir: string }>(await api.req('GET', `/targets/${good.targetId}`));
+  t.is(tg.version, local.version);
+  t.is(tg.btlApi, local.btlApi);
+  t.is(tg.pkglibdir, local.pkglibdir);
+  t.deepEqual(tg.node, { name: 'n2', address: readState()!.nodes[1]!.addr });
+  t.not(tg.id, good.targetId, 'a node target is its own row');
+  const again = await api.req('POST', '/targets', { detect: 'ssh', node: 'n2' });
+  t.is(again.status, 200);
+  t.is((await json<{ id: number }>(again)).id, tg.id);
+  const node = await api.db.prisma.node.findUniqueOrThrow({ where: { name: 'n2' } });
+  t.is(node.address, tg.node.address);
+  t.truthy(node.lastSeen);
+
+  const cases: [unknown, number, RegExp][] = [
+    [{ detect: 'ssh' }, 400, /needs "node"/],
+    [{ detect: 'ssh', node: 'n7' }, 400, /no lab node n7/],
+    [{ detect: 'ssh', node: 'local' }, 400, /use detect:"local"/],
+    [{ detect: 'local', node: 'n2' }, 400, /"node" goes with detect:"ssh"/],
+    [{ detect: 'ssh', node: 'n2', version: '1' }, 400, /takes only "prefix" and "node"/],
+    [{ detect: 'ssh', node: 'n2', prefix: '/no/such/ompi' }, 400, /detection failed on n2 \(over ssh\): .*ompi_info/],
+    [{ detect: 'ssh', node: 'n2', prefix: '/x;reboot' }, 400, /may hold only/],
+    [{ detect: 'ssh', node: 3 }, 400, /node/],
+  ];
+  for (const [body, code, re] of cases) {
+    const res = await api.req('POST', '/targets', body);
+    t.is(res.status, code, JSON.stringify(body));
+    t.regex(await message(res), re, JSON.stringify(body));
+  }
+});
+
+lab('dicomctl targets detect --node n3 goes through the API', async (t) => {
+  const { dicomctl } = await import('./helpers/cli.js');
+  const env = { DICOM_URL: api.url, DICOM_TOKEN: api.token };
+  const c = await dicomctl(['targets', 'detect', '--node', 'n3'], { env });
+  t.is(c.exitCode, 0, c.all);
+  t.regex(c.stderr, /detecting Open MPI on n3 over ssh/);
+  t.regex(c.stdout, /\bn3\b.*ompi/);
+  const bad = await dicomctl(['targets', 'detect', '--node', 'n8'], { env });
+  t.is(bad.exitCode, 2, bad.all);
 });
 
 lab('a lab node that cannot be reached fails on its own; the lab node next to it succeeds', async (t) => {

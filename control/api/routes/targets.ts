@@ -1,12 +1,15 @@
 // /targets: Open MPI installs (and kernel versions) the generator builds for.
 // POST {detect:"local"} reads the facts from the local ompi_info/mpicc;
-// POST with explicit fields registers a target as given.
+// POST {detect:"ssh", node:"n2"} runs the same tools on a lab node over ssh
+// (and reads its btl.h there); POST with explicit fields registers a target
+// as given.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { DetectError, detectOmpi } from '../../generator/detect.js';
+import { DetectError, type DetectOptions, detectOmpi } from '../../generator/detect.js';
 import type { ApiDeps } from '../app.js';
-import { badRequest, conflict, notFound } from '../errors.js';
-import { DateTime, IdParams, Nullable, Paging, errors } from '../schemas.js';
+import { ApiError, badRequest, conflict, nodeApiError, notFound } from '../errors.js';
+import { resolveNodes, SAFE_PATH, type SshNode, shq, sshRun, describeFailure } from '../../jobs/nodes.js';
+import { DateTime, IdParams, Nullable, Paging, StringEnum, errors } from '../schemas.js';
 
 const Str = (max = 4096) => Type.String({ minLength: 1, maxLength: max });
 
@@ -23,6 +26,7 @@ export const Target = Type.Object(
     bindir: Type.String(),
     sysroot: Type.String(),
     nodeId: Nullable(Type.Integer()),
+    node: Nullable(Type.Object({ name: Type.String(), address: Type.String() }, { description: 'where the installation lives; null = the control-plane host' })),
     createdAt: DateTime,
   },
   { $id: 'Target' },
@@ -30,7 +34,8 @@ export const Target = Type.Object(
 
 const CreateTarget = Type.Object(
   {
-    detect: Type.Optional(Type.Literal('local', { description: 'run ompi_info and mpicc on the control-plane host' })),
+    detect: Type.Optional(StringEnum(['local', 'ssh'] as const, { description: 'run ompi_info and mpicc on the control-plane host, or on `node` over ssh' })),
+    node: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'with detect:"ssh": a lab node ("n1", "n2", ...)' })),
     prefix: Type.Optional(Str(1024)),
     kind: Type.Optional(Type.Union([Type.Literal('ompi'), Type.Literal('kernel')])),
     version: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Za-z][0-9A-Za-z._+~-]*$' })),
@@ -41,8 +46,10 @@ const CreateTarget = Type.Object(
     bindir: Type.Optional(Type.String({ maxLength: 1024 })),
     sysroot: Type.Optional(Str(1024)),
   },
-  { additionalProperties: false, description: 'either {detect:"local", prefix?} or explicit fields (kind, version, ...)' },
+  { additionalProperties: false, description: 'either {detect:"local", prefix?}, {detect:"ssh", node, prefix?} or explicit fields (kind, version, ...)' },
 );
+
+const include = { node: { select: { name: true, address: true } } } as const;
 
 export const targetRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db }) => {
   const { prisma } = db;
@@ -50,20 +57,20 @@ export const targetRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db
   app.get(
     '/targets',
     { schema: { summary: 'list targets', tags: ['targets'], querystring: Paging, response: { 200: Type.Array(Type.Ref('Target')), ...errors(400, 401, 503) } } },
-    async (req) => prisma.target.findMany({ orderBy: { id: 'asc' }, take: req.query.limit, skip: req.query.offset }),
+    async (req) => prisma.target.findMany({ orderBy: { id: 'asc' }, take: req.query.limit, skip: req.query.offset, include }),
   );
 
   app.get(
     '/targets/:id',
     { schema: { summary: 'one target', tags: ['targets'], params: IdParams, response: { 200: Type.Ref('Target'), ...errors(400, 401, 404, 503) } } },
-    async (req) => (await prisma.target.findUnique({ where: { id: req.params.id } })) ?? Promise.reject(notFound('target', req.params.id)),
+    async (req) => (await prisma.target.findUnique({ where: { id: req.params.id }, include })) ?? Promise.reject(notFound('target', req.params.id)),
   );
 
   app.post(
     '/targets',
     {
       schema: {
-        summary: 'register a target, or detect the local Open MPI',
+        summary: 'register a target, or detect the Open MPI of this host or of a node over ssh',
         tags: ['targets'],
         body: CreateTarget,
         response: { 200: Type.Ref('Target'), 201: Type.Ref('Target'), ...errors(400, 401, 409, 413, 503) },
@@ -71,20 +78,44 @@ export const targetRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db
     },
     async (req, reply) => {
       const b = req.body;
+      if (b.node !== undefined && b.detect !== 'ssh') throw badRequest('"node" goes with detect:"ssh"');
       if (b.detect) {
         const explicit = (['kind', 'version', 'btlApi', 'pkglibdir', 'incdirs', 'libdirs', 'bindir', 'sysroot'] as const).filter((k) => b[k] !== undefined);
-        if (explicit.length) throw badRequest(`detect:"local" takes only "prefix"; remove ${explicit.join(', ')}`);
+        if (explicit.length) throw badRequest(`detect:"${b.detect}" takes only "prefix"${b.detect === 'ssh' ? ' and "node"' : ''}; remove ${explicit.join(', ')}`);
+        let where: { node: SshNode; nodeId: number } | undefined;
+        const opts: DetectOptions = {};
+        if (b.detect === 'ssh') {
+          if (!b.node) throw badRequest('detect:"ssh" needs "node", e.g. {"detect":"ssh","node":"n2"}');
+          if (b.prefix !== undefined && !SAFE_PATH.test(b.prefix)) throw badRequest(`prefix ${JSON.stringify(b.prefix)}: a path for ssh nodes may hold only letters, digits and . _ + - /`);
+          const node = (await resolveNodes([b.node]).catch(nodeApiError)).remote[0];
+          if (!node) throw badRequest('detect:"ssh" needs a remote node, not "local"; use detect:"local"');
+          const hello = await sshRun(node, 'hostname');
+          if (hello.exitCode !== 0) throw new ApiError(409, describeFailure(node, 'ssh', hello));
+          const row = await prisma.node.upsert({
+            where: { name: node.name },
+            create: { name: node.name, address: node.addr, sshTarget: node.addr, lastSeen: new Date() },
+            update: { address: node.addr, sshTarget: node.addr, lastSeen: new Date() },
+          });
+          where = { node, nodeId: row.id };
+          opts.runPrefix = node.ssh;
+          opts.readText = async (file) => {
+            const r = await sshRun(node, `cat ${shq(file)}`);
+            return r.exitCode === 0 ? r.stdout : undefined;
+          };
+        }
         let t;
         try {
-          t = await detectOmpi(b.prefix ?? 'auto');
+          t = await detectOmpi(b.prefix ?? 'auto', opts);
         } catch (e) {
-          if (e instanceof DetectError) throw badRequest(`detection failed: ${e.message}`);
+          if (e instanceof DetectError) throw badRequest(`detection failed${where ? ` on ${where.node.name} (over ssh)` : ''}: ${e.message}`);
           throw e;
         }
-        const existing = await prisma.target.findFirst({ where: { kind: 'ompi', version: t.version, sysroot: t.sysroot, bindir: t.bindir, nodeId: null } });
-        const data = { btlApi: t.btlApi, prefix: b.prefix ?? 'auto', pkglibdir: t.pkglibdir, incdirs: t.incdirs, libdirs: t.libdirs, runPrefix: t.runPrefix };
-        if (existing) return reply.code(200).send(await prisma.target.update({ where: { id: existing.id }, data }));
-        return reply.code(201).send(await prisma.target.create({ data: { kind: 'ompi', version: t.version, bindir: t.bindir, sysroot: t.sysroot, ...data } }));
+        const nodeId = where?.nodeId ?? null;
+        const existing = await prisma.target.findFirst({ where: { kind: 'ompi', version: t.version, sysroot: t.sysroot, bindir: t.bindir, nodeId } });
+        // the ssh prefix is not stored: it names the lab's current login node and config
+        const data = { btlApi: t.btlApi, prefix: b.prefix ?? 'auto', pkglibdir: t.pkglibdir, incdirs: t.incdirs, libdirs: t.libdirs, runPrefix: where ? [] : t.runPrefix };
+        if (existing) return reply.code(200).send(await prisma.target.update({ where: { id: existing.id }, data, include }));
+        return reply.code(201).send(await prisma.target.create({ data: { kind: 'ompi', version: t.version, bindir: t.bindir, sysroot: t.sysroot, nodeId, ...data }, include }));
       }
       if (!b.kind || !b.version) throw badRequest('body needs either detect:"local" or both "kind" and "version"');
       if (b.kind === 'ompi' && (!b.btlApi || !b.pkglibdir || !b.incdirs?.length)) {
@@ -95,6 +126,7 @@ export const targetRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db
       const dup = await prisma.target.findFirst({ where: { kind: b.kind, version: b.version, sysroot, bindir, nodeId: null } });
       if (dup) throw conflict(`target ${dup.id} already registers ${b.kind} ${b.version} (sysroot ${sysroot}, bindir "${bindir}")`);
       const row = await prisma.target.create({
+        include,
         data: {
           kind: b.kind,
           version: b.version,

@@ -11,9 +11,10 @@ interface Target {
   pkglibdir: string | null;
   sysroot: string;
   prefix: string | null;
+  node: { name: string; address: string } | null;
 }
 
-const row = (t: Target) => ({ id: t.id, kind: t.kind, version: t.version, btlApi: t.btlApi ?? '-', pkglibdir: t.pkglibdir ?? '-', sysroot: t.sysroot });
+const row = (t: Target) => ({ id: t.id, node: t.node?.name ?? 'local', kind: t.kind, version: t.version, btlApi: t.btlApi ?? '-', pkglibdir: t.pkglibdir ?? '-', sysroot: t.sysroot });
 
 const listCmd: Command = {
   name: 'targets list',
@@ -30,13 +31,15 @@ const listCmd: Command = {
 
 const detectCmd: Command = {
   name: 'targets detect',
-  summary: "detect the server host's Open MPI (ompi_info, mpicc) and register it",
-  usage: 'targets detect [--prefix PREFIX] [--url URL] [--token T] [--json]',
-  options: { ...clientOptions, prefix: { type: 'string' } },
+  summary: "detect Open MPI (ompi_info, mpicc, btl.h) on the server host, or on a lab node over ssh, and register it",
+  usage: 'targets detect [--node n2] [--prefix PREFIX] [--url URL] [--token T] [--json]',
+  options: { ...clientOptions, prefix: { type: 'string' }, node: { type: 'string' } },
   async run(args) {
-    step('detecting Open MPI on the control-plane host');
     const prefix = str(args, 'prefix');
-    const t = await call(() => client(args).json<Target>('POST', '/targets', { detect: 'local', ...(prefix ? { prefix } : {}) }));
+    const node = str(args, 'node');
+    step(node ? `detecting Open MPI on ${node} over ssh` : 'detecting Open MPI on the control-plane host');
+    const body = node ? { detect: 'ssh', node } : { detect: 'local' };
+    const t = await call(() => client(args).json<Target>('POST', '/targets', { ...body, ...(prefix ? { prefix } : {}) }));
     if (args.values.json) return printJson(t);
     printTable([row(t)]);
   },
