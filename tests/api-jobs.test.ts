@@ -91,7 +91,7 @@ test.serial('POST /jobs bad inputs are 400; unknown id 404; no token 401', async
     [{ np: 2 }, /program/],
     [{ program: '../../bin/sh', np: 2 }, /absolute path or a bare name/],
     [{ program: 'no-such-program', np: 2 }, /does not exist or is not executable/],
-    [{ program: 'collectives', np: 2, nodes: ['n1'] }, /"local" only/],
+    [{ program: 'collectives', np: 2, nodes: ['node1'] }, /unknown node "node1"/],
     [{ program: 'collectives', np: 2, componentDir: tmp }, /holds no mca_btl_dicom\.so/],
     [{ program: 'collectives', np: 2, daemon: 'bad name!' }, /daemon/],
     [{ program: 'collectives', np: 2, args: 'x' }, /args/],

@@ -192,6 +192,87 @@ lab('dicomctl targets detect --node n3 goes through the API', async (t) => {
   t.is(bad.exitCode, 2, bad.all);
 });
 
+interface Job {
+  id: number;
+  nodes: string[];
+  status: string;
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  error: string | null;
+}
+const runJob = async (body: unknown) => {
+  const r = await api.req('POST', '/jobs', body);
+  if (r.status !== 202) throw new Error(`POST /jobs ${JSON.stringify(body)}: ${r.status} ${await r.text()}`);
+  const id = (await json<Job>(r)).id;
+  return until(`job ${id}`, async () => json<Job>(await api.req('GET', `/jobs/${id}`)), (j) => j.status === 'succeeded' || j.status === 'failed', 3000);
+};
+let clusterSite: string;
+
+lab('POST /jobs across 3 lab nodes runs mpirun over dicom and captures stdout and the exit status', async (t) => {
+  clusterSite = path.join(tmp, 'cluster-site');
+  const d = await deploy({ buildId: good.id, dest: clusterSite, nodes: ['n1', 'n2', 'n3'] });
+  t.is(d.status, 'succeeded', JSON.stringify(d.nodes.map((n) => n.error)));
+
+  const where = await runJob({ nodes: ['n1', 'n2', 'n3'], np: 3, program: '/bin/hostname', componentDir: clusterSite, timeoutSeconds: 60 });
+  t.is(where.status, 'succeeded', `${where.error}\n${where.stderr}`);
+  t.deepEqual(where.stdout.trim().split('\n').sort(), ['n1', 'n2', 'n3'], 'one rank per node');
+
+  const j = await runJob({ nodes: ['n1', 'n2', 'n3'], np: 6, program: 'collectives', componentDir: clusterSite, timeoutSeconds: 180 });
+  t.is(j.status, 'succeeded', `${j.error}\n${j.stderr.slice(-3000)}`);
+  t.is(j.exitCode, 0);
+  t.regex(j.stdout, /^RESULT ok ranks=6/m);
+  t.deepEqual(j.nodes, ['n1', 'n2', 'n3']);
+
+  const two = await runJob({ nodes: ['n2', 'n3'], np: 2, program: 'pingpong', componentDir: clusterSite, timeoutSeconds: 180 });
+  t.is(two.status, 'succeeded', `${two.error}\n${two.stderr.slice(-3000)}`);
+  t.regex(two.stdout, /^RESULT ok/m);
+});
+
+lab('an MPI job that aborts across lab nodes is failed with its exit status; the lab stays healthy', async (t) => {
+  const j = await runJob({ nodes: ['n1', 'n2', 'n3'], np: 3, program: 'abort', componentDir: clusterSite, timeoutSeconds: 60 });
+  t.is(j.status, 'failed');
+  t.is(j.exitCode, 7, j.stderr.slice(-2000));
+  t.regex(j.error ?? '', /mpirun exited 7/);
+  t.regex(j.stdout, /RESULT abort-sent/);
+  t.true((await labStatus()).healthy);
+});
+
+lab('an MPI job over its timeout is failed and leaves nothing running in the nodes', async (t) => {
+  const j = await runJob({ nodes: ['n1', 'n2'], np: 2, program: '/bin/sleep', args: ['600'], componentDir: clusterSite, timeoutSeconds: 2 });
+  t.is(j.status, 'failed');
+  t.is(j.error, 'timed out after 2 s');
+  const { nsPids } = await import('../control/lab/index.js');
+  const { readCmdline } = await import('../control/daemon/proc.js');
+  const left = [];
+  for (const n of readState()!.nodes) for (const p of await nsPids(n.ns)) if (/sleep|orted/.test(readCmdline(p)?.join(' ') ?? '')) left.push(p);
+  t.deepEqual(left, []);
+});
+
+lab('POST /jobs on lab nodes: 400 for bad node lists', async (t) => {
+  const cases: [unknown, RegExp][] = [
+    [{ nodes: ['local', 'n1'], np: 2, program: 'collectives' }, /either on "local" or on lab nodes/],
+    [{ nodes: ['n1', 'n9'], np: 2, program: 'collectives' }, /no lab node n9/],
+    [{ nodes: ['n1'], np: 2, program: 'collectives', daemon: 'other' }, /lab nodes run their dicomd on @dicomd/],
+    [{ nodes: 'n1', np: 2, program: 'collectives' }, /nodes/],
+    [{ nodes: ['n1'], np: 2, program: 'no-such-program' }, /does not exist or is not executable/],
+  ];
+  for (const [body, re] of cases) {
+    const r = await api.req('POST', '/jobs', body);
+    t.is(r.status, 400, JSON.stringify(body));
+    t.regex(await message(r), re, JSON.stringify(body));
+  }
+});
+
+lab('dicomctl jobs create --node ... runs across lab nodes', async (t) => {
+  const { dicomctl } = await import('./helpers/cli.js');
+  const env = { DICOM_URL: api.url, DICOM_TOKEN: api.token };
+  const c = await dicomctl(['jobs', 'create', '--np', '3', '--node', 'n1', '--node', 'n2', '--node', 'n3', '--component-dir', clusterSite, 'collectives'], { env });
+  t.is(c.exitCode, 0, c.all);
+  t.regex(c.stdout, /^RESULT ok ranks=3/m);
+  t.regex(c.stderr, /on n1, n2, n3/);
+});
+
 lab('a lab node that cannot be reached fails on its own; the lab node next to it succeeds', async (t) => {
   const state = readState()!;
   const n3 = state.nodes[2]!;

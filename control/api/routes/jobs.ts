@@ -1,5 +1,7 @@
 // /jobs: MPI jobs launched through the API over self,dicom, with their stdout
-// and exit status. Programs are absolute paths or names in build/mpi.
+// and exit status: on this host ("local"), or across lab nodes, where mpirun
+// starts in n1 and reaches the others over ssh. Programs are absolute paths or
+// names in build/mpi.
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
@@ -7,7 +9,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { buildDir } from '../../paths.js';
 import type { ApiDeps } from '../app.js';
-import { badRequest, notFound } from '../errors.js';
+import { DEFAULT_SOCKET } from '../../daemon/daemon.js';
+import { LOCAL, resolveNodes } from '../../jobs/nodes.js';
+import { badRequest, nodeApiError, notFound } from '../errors.js';
 import { DateTime, IdParams, Nullable, Paging, errors } from '../schemas.js';
 
 const programsDir = path.join(buildDir, 'mpi');
@@ -63,22 +67,27 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db, q
             program: Type.String({ minLength: 1, maxLength: 1024, description: 'absolute path, or a name in build/mpi' }),
             args: Type.Optional(Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 64 })),
             np: Type.Integer({ minimum: 1, maximum: 16 }),
-            nodes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 64, uniqueItems: true })),
+            nodes: Type.Optional(
+              Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 64, uniqueItems: true, description: '["local"] (default) or lab nodes ["n1", "n2", ...]; ranks are spread by node' }),
+            ),
             componentDir: Type.Optional(Type.String({ minLength: 2, maxLength: 1024, pattern: '^/', description: "a deployment's dest" })),
             daemon: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'dicomd abstract socket name' })),
             timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
           },
           { additionalProperties: false },
         ),
-        response: { 202: Type.Ref('MpiJob'), ...errors(400, 401, 413, 503) },
+        response: { 202: Type.Ref('MpiJob'), ...errors(400, 401, 409, 413, 503) },
       },
     },
     async (req, reply) => {
       if (!queue) throw badRequest('this server runs without a job queue');
       const b = req.body;
-      const nodes = b.nodes ?? ['local'];
-      const remote = nodes.filter((n) => n !== 'local');
-      if (remote.length) throw badRequest(`nodes ${remote.join(', ')}: this server launches on "local" only; lab and ssh launches are not implemented yet`);
+      const nodes = b.nodes ?? [LOCAL];
+      const where = await resolveNodes(nodes).catch(nodeApiError);
+      if (where.remote.length) {
+        if (where.local) throw badRequest('a job runs either on "local" or on lab nodes, not both');
+        if (b.daemon !== undefined && b.daemon !== DEFAULT_SOCKET) throw badRequest(`lab nodes run their dicomd on @${DEFAULT_SOCKET}; leave "daemon" out`);
+      }
       let program = b.program;
       if (!program.includes('/')) {
         if (!/^[A-Za-z0-9_.-]+$/.test(program) || program.startsWith('.')) throw badRequest(`program "${program}" is not a valid name`);

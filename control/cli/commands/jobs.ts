@@ -5,6 +5,7 @@ import { call, client, clientOptions, positiveId } from './api-common.js';
 
 interface Job {
   id: number;
+  nodes: string[];
   np: number;
   program: string;
   args: string[];
@@ -17,28 +18,38 @@ interface Job {
   finishedAt: string | null;
 }
 
-const row = (j: Job) => ({ id: j.id, np: j.np, status: j.status, exit: j.exitCode ?? '-', program: [j.program, ...j.args].join(' ').slice(0, 60) });
+const row = (j: Job) => ({ id: j.id, nodes: j.nodes.join(','), np: j.np, status: j.status, exit: j.exitCode ?? '-', program: [j.program, ...j.args].join(' ').slice(0, 60) });
 
 const createCmd: Command = {
   name: 'jobs create',
-  summary: 'launch an MPI job over dicom and wait for it (--detach to return at once)',
-  usage: 'jobs create --np N [--component-dir DIR] [--daemon NAME] [--timeout S] [--detach] [--json] PROGRAM [ARGS...]',
-  options: { ...clientOptions, np: { type: 'string' }, 'component-dir': { type: 'string' }, daemon: { type: 'string' }, timeout: { type: 'string' }, detach: { type: 'boolean' } },
+  summary: 'launch an MPI job over dicom on this host or across lab nodes and wait for it (--detach to return at once)',
+  usage: 'jobs create --np N [--node n1 --node n2...] [--component-dir DIR] [--daemon NAME] [--timeout S] [--detach] [--json] PROGRAM [ARGS...]',
+  options: {
+    ...clientOptions,
+    np: { type: 'string' },
+    node: { type: 'string', multiple: true },
+    'component-dir': { type: 'string' },
+    daemon: { type: 'string' },
+    timeout: { type: 'string' },
+    detach: { type: 'boolean' },
+  },
   async run(args) {
     const [program, ...rest] = args.positionals;
     const np = int(args, 'np', 0, 1, 16);
     if (!program || !np) throw new CliError('jobs create needs --np N and a PROGRAM', 2);
     const api = client(args);
+    const nodes = (args.values as Record<string, unknown>).node as string[] | undefined;
     const body = {
       program,
       args: rest,
       np,
+      ...(nodes ? { nodes } : {}),
       ...(str(args, 'component-dir') ? { componentDir: str(args, 'component-dir') } : {}),
       ...(str(args, 'daemon') ? { daemon: str(args, 'daemon') } : {}),
       ...(str(args, 'timeout') ? { timeoutSeconds: int(args, 'timeout', 300, 1, 3600) } : {}),
     };
     let j = await call(() => api.json<Job>('POST', '/jobs', body));
-    step(`job ${j.id} queued: ${np} ranks of ${j.program}`);
+    step(`job ${j.id} queued: ${np} ranks of ${j.program} on ${j.nodes.join(', ')}`);
     if (args.values.detach) return args.values.json ? printJson(j) : void process.stdout.write(`${j.id}\n`);
     let last = '';
     const t0 = performance.now();
