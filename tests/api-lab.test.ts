@@ -273,6 +273,40 @@ lab('dicomctl jobs create --node ... runs across lab nodes', async (t) => {
   t.regex(c.stderr, /on n1, n2, n3/);
 });
 
+interface NodeView {
+  name: string;
+  source: string;
+  address: string | null;
+  healthy: boolean | null;
+  dicomd: { node: string; pid: number; endpoints: unknown[] } | null;
+  dicomdError: string | null;
+  sshd: boolean | null;
+  registered: boolean;
+}
+
+lab('GET /nodes asks each lab node\'s own dicomd through libdicom, from inside its namespace', async (t) => {
+  const state = readState()!;
+  const ns = await json<NodeView[]>(await api.req('GET', '/nodes'));
+  t.is(ns[0]!.source, 'local');
+  const lab = ns.filter((n) => n.source === 'lab');
+  t.deepEqual(lab.map((n) => n.name), ['n1', 'n2', 'n3']);
+  for (const [i, n] of lab.entries()) {
+    t.true(n.healthy, JSON.stringify(n));
+    t.true(n.sshd);
+    // the answer names the node's address and the daemon the lab started there
+    t.is(n.dicomd?.node, state.nodes[i]!.addr);
+    t.is(n.dicomd?.pid, state.nodes[i]!.dicomdPid);
+  }
+  t.true(lab.find((n) => n.name === 'n2')!.registered, 'detected over ssh earlier');
+  t.false(ns.some((n) => n.source === 'registered' && n.name === 'n2'), 'a registered lab node is listed once');
+  t.is((await fetch(api.url + '/nodes')).status, 401);
+
+  const { dicomctl } = await import('./helpers/cli.js');
+  const c = await dicomctl(['nodes', 'list'], { env: { DICOM_URL: api.url, DICOM_TOKEN: api.token } });
+  t.is(c.exitCode, 0, c.all);
+  for (const n of state.nodes) t.regex(c.stdout, new RegExp(`${n.name}\\s+lab\\s+${n.addr.replace(/\./g, '\\.')}\\s+yes\\s+pid ${n.dicomdPid}`));
+});
+
 lab('a lab node that cannot be reached fails on its own; the lab node next to it succeeds', async (t) => {
   const state = readState()!;
   const n3 = state.nodes[2]!;
@@ -292,4 +326,9 @@ lab('a lab node that cannot be reached fails on its own; the lab node next to it
   t.is(n2!.status, 'succeeded', n2!.log);
   t.is(n3d!.status, 'failed', n3d!.log);
   t.regex(n3d!.error ?? '', /n3/);
+  const nodes = await json<NodeView[]>(await api.req('GET', '/nodes'));
+  const n3v = nodes.find((n) => n.name === 'n3')!;
+  t.false(n3v.sshd);
+  t.false(n3v.healthy);
+  t.truthy(n3v.dicomd, 'its dicomd still answers');
 });

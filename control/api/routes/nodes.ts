@@ -1,65 +1,72 @@
-// GET /nodes: the control-plane host (its dicomd asked through libdicom via
-// ffi-rs), the lab's nodes (read from the lab state, never entered), and the
-// nodes registered in the job database.
+// GET /nodes: the control-plane host and the lab's nodes, each with its
+// dicomd's own status asked through libdicom (ffi-rs) — a lab node's from
+// inside its network namespace, by the status worker — and the nodes
+// registered in the job database (by detection over ssh, for example).
+import path from 'node:path';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { queryStatus } from '../../dicom/libdicom.js';
+import { DEFAULT_SOCKET } from '../../daemon/daemon.js';
 import { labStatus } from '../../lab/status.js';
 import type { ApiDeps } from '../app.js';
-import { DateTime, Nullable, errors } from '../schemas.js';
+import { queryDicomds, stopDicomdWorker } from '../nodes/dicomd-status.js';
+import { DateTime, Nullable, StringEnum, errors } from '../schemas.js';
 
 const NodeView = Type.Object({
   name: Type.String(),
-  source: Type.Union([Type.Literal('local'), Type.Literal('lab'), Type.Literal('registered')]),
+  source: StringEnum(['local', 'lab', 'registered'] as const),
   address: Nullable(Type.String()),
-  healthy: Nullable(Type.Boolean()),
+  healthy: Nullable(Type.Boolean({ description: 'dicomd answered (and, for a lab node, its namespace and sshd are up)' })),
   dicomd: Nullable(Type.Record(Type.String(), Type.Unknown(), { description: "the daemon's status reply (libdicom dicom_query_status)" })),
   dicomdError: Nullable(Type.String()),
+  sshd: Nullable(Type.Boolean({ description: 'lab nodes: sshd alive and listening' })),
+  registered: Type.Boolean({ description: 'the job database knows this node (e.g. a target was detected on it)' }),
   lastSeen: Nullable(DateTime),
   gossip: Nullable(Type.Unknown()),
 });
 
 export const nodeRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db }) => {
+  app.addHook('onClose', stopDicomdWorker);
   app.get(
     '/nodes',
     {
       schema: {
-        summary: 'nodes: this host with its dicomd status, lab nodes, registered nodes',
+        summary: "nodes: this host and the lab's nodes with their dicomd status (through libdicom), and registered nodes",
         tags: ['nodes'],
         response: { 200: Type.Array(NodeView), ...errors(401, 503) },
       },
     },
     async () => {
-      let dicomd: Record<string, unknown> | null = null;
-      let dicomdError: string | null = null;
-      try {
-        dicomd = queryStatus('dicomd');
-      } catch (e) {
-        dicomdError = (e as Error).message;
-      }
-      const local = { name: 'local', source: 'local' as const, address: '127.0.0.1', healthy: dicomd !== null, dicomd, dicomdError, lastSeen: new Date().toISOString(), gossip: null };
+      const registered = await db.prisma.node.findMany({ orderBy: { id: 'asc' } });
       const lab = await labStatus().catch(() => null);
-      const labNodes = (lab?.nodes ?? []).map((n) => ({
-        name: n.name,
-        source: 'lab' as const,
-        address: n.addr,
-        healthy: n.healthy,
-        dicomd: n.dicomdPid ? { pid: n.dicomdPid, alive: n.dicomdAlive, listening: n.dicomdListening } : null,
-        dicomdError: null,
-        lastSeen: null,
-        gossip: null,
-      }));
-      const registered = (await db.prisma.node.findMany({ orderBy: { id: 'asc' } })).map((n) => ({
-        name: n.name,
-        source: 'registered' as const,
-        address: n.address,
-        healthy: null,
-        dicomd: null,
-        dicomdError: null,
-        lastSeen: n.lastSeen?.toISOString() ?? null,
-        gossip: n.gossip,
-      }));
-      return [local, ...labNodes, ...registered];
+      const labNodes = lab?.up ? lab.nodes : [];
+      const inLab = labNodes.filter((n) => n.nsPresent);
+      const [local, ...answers] = await queryDicomds([
+        { netns: null, daemon: DEFAULT_SOCKET },
+        ...inLab.map((n) => ({ netns: path.join('/run/netns', n.ns), daemon: DEFAULT_SOCKET })),
+      ]);
+      const reg = (name: string) => registered.find((r) => r.name === name);
+      return [
+        { name: 'local', source: 'local' as const, address: '127.0.0.1', healthy: local!.status !== null, dicomd: local!.status, dicomdError: local!.error, sshd: null, registered: false, lastSeen: new Date().toISOString(), gossip: null },
+        ...labNodes.map((n) => {
+          const a = answers[inLab.indexOf(n)] ?? { status: null, error: `namespace ${n.ns} is gone` };
+          const r = reg(n.name);
+          return {
+            name: n.name,
+            source: 'lab' as const,
+            address: n.addr,
+            healthy: n.healthy && a.status !== null,
+            dicomd: a.status,
+            dicomdError: a.error,
+            sshd: n.sshdAlive && n.sshdListening,
+            registered: r !== undefined,
+            lastSeen: r?.lastSeen?.toISOString() ?? null,
+            gossip: r?.gossip ?? null,
+          };
+        }),
+        ...registered
+          .filter((r) => !labNodes.some((n) => n.name === r.name))
+          .map((n) => ({ name: n.name, source: 'registered' as const, address: n.address, healthy: null, dicomd: null, dicomdError: null, sshd: null, registered: true, lastSeen: n.lastSeen?.toISOString() ?? null, gossip: n.gossip })),
+      ];
     },
   );
 };
