@@ -90,3 +90,12 @@ if [ "${DICOM_SKIP_TRIXIE_ROOT:-0}" != 1 ]; then
   bash ci/trixie-root.sh >/dev/null
 fi
 # ---- end trixie root ----
+
+# ---- headless Chromium: the matrix page test (tests/matrix.test.ts, puppeteer-core) ----
+if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'install ok installed'; then
+  log "apt-get install chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends chromium >&2
+fi
+# ---- end headless Chromium ----

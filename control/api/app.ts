@@ -15,6 +15,7 @@ import { Deployment, deploymentRoutes } from './routes/deployments.js';
 import { healthRoutes } from './routes/health.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { jobRoutes, MpiJob } from './routes/jobs.js';
+import { matrixRoutes } from './routes/matrix.js';
 import { HttpCounters, metricsRoutes } from './routes/metrics.js';
 import { Target, targetRoutes } from './routes/targets.js';
 import { ErrorBody } from './schemas.js';
@@ -97,5 +98,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(deploymentRoutes, deps);
   await app.register(nodeRoutes, deps);
   await app.register(jobRoutes, deps);
+  await app.register(matrixRoutes, deps);
   return app;
 }

@@ -17,6 +17,7 @@ const groups: Record<string, () => Promise<{ commands: Command[] }>> = {
   deployments: () => import('./commands/deployments.js'),
   nodes: () => import('./commands/nodes.js'),
   jobs: () => import('./commands/jobs.js'),
+  matrix: () => import('./commands/matrix.js'),
 };
 
 function usage(all: Command[]): string {

@@ -6,9 +6,11 @@ import { CliError, note, printJson, step, timed } from '../output.js';
 import { BuildError, buildComponent } from '../../generator/build.js';
 import { DetectError } from '../../generator/detect.js';
 import { componentPath, defaultComponentDirFor, InstallError, installComponent, inTargetView, verifyComponent } from '../../generator/install.js';
+import { IntreeError, renderIntree } from '../../generator/intree.js';
+import { intreeBuild } from '../../generator/intree-build.js';
 import { isRootSpec, selectOmpi } from '../../generator/select.js';
 import type { OmpiTarget } from '../../generator/target.js';
-import { checkOmpi } from '../../runner/check.js';
+import { type CheckReport, checkOmpi } from '../../runner/check.js';
 import { RootError } from '../../trixie/root.js';
 
 async function target(args: ParsedArgs): Promise<OmpiTarget> {
@@ -91,31 +93,83 @@ const installCmd: Command = {
   },
 };
 
+/** The check report as TAP, so a CI matrix cell can count it (ci/matrix.json). */
+function checkTap(report: CheckReport): string {
+  const lines = ['TAP version 13', `1..${report.cases.length}`];
+  report.cases.forEach((c, i) => {
+    lines.push(`${c.ok ? 'ok' : 'not ok'} ${i + 1} - ${c.program}: ${c.title} (Open MPI ${report.version}) # time=${(c.seconds * 1000).toFixed(0)}ms`);
+    if (!c.ok) lines.push('  ---', `  exitCode: ${c.exitCode ?? 'null'}`, '  output: |-', ...(c.output ?? '').split('\n').map((l) => `    ${l}`), '  ...');
+  });
+  return lines.join('\n') + '\n';
+}
+
 const checkCmd: Command = {
   name: 'btl check',
   summary: 'build, install and run the two-rank correctness subset and MPI RMA over self,dicom',
-  usage: 'btl check [--ompi auto|4.1|5.0] [--np N] [--json]',
-  options: { ompi: { type: 'string' }, np: { type: 'string' } },
+  usage: 'btl check [--ompi auto|4.1|5.0] [--np N] [--json | --tap]',
+  options: { ompi: { type: 'string' }, np: { type: 'string' }, tap: { type: 'boolean' } },
   async run(args) {
     const spec = str(args, 'ompi') ?? 'auto';
     const np = int(args, 'np', 2, 2, 8);
+    if (args.values.json && args.values.tap) throw new CliError('--json and --tap exclude each other', 2);
     step(`btl check --ompi ${spec}: ${np} ranks, --mca pml ob1 --mca btl self,dicom`);
     let report;
     try {
       report = await checkOmpi(spec, { np, log: (line) => note(line.replace(/^» /, '')) });
     } catch (e) {
-      if (e instanceof DetectError || e instanceof RootError || e instanceof InstallError) throw new CliError(e.message);
+      const known = e instanceof DetectError || e instanceof RootError || e instanceof InstallError || e instanceof BuildError;
+      if (args.values.tap) process.stdout.write(`TAP version 13\nBail out! ${(known ? e.message : String(e)).split('\n')[0]}\n`);
       if (e instanceof BuildError) throw new CliError(`${e.message}\n${e.log}`);
+      if (known) throw new CliError((e as Error).message);
       throw e;
     }
     if (args.values.json) printJson(report);
+    if (args.values.tap) process.stdout.write(checkTap(report));
     const failed = report.cases.filter((c) => !c.ok);
     for (const f of failed) process.stderr.write(`--- ${f.program} (exit ${f.exitCode})\n${f.output ?? ''}\n`);
-    if (!args.values.json) {
+    if (!args.values.json && !args.values.tap) {
       process.stdout.write(`Open MPI ${report.version} (${report.where}): ${report.cases.length - failed.length} passed, ${failed.length} failed\n`);
     }
     if (failed.length > 0) throw new CliError(`btl check --ompi ${spec}: ${failed.map((f) => f.program).join(', ')} failed`);
   },
 };
 
-export const commands: Command[] = [buildCmd, installCmd, checkCmd];
+const intreeCmd: Command = {
+  name: 'btl intree',
+  summary: 'emit opal/mca/btl/dicom (Makefile.am, configure.m4, owner.txt, sources) for Open MPI\'s tree; --build proves it',
+  usage: 'btl intree [--ompi 4.1|5.0] (--out DIR | --build [--verbose]) [--json]',
+  options: { ompi: { type: 'string' }, out: { type: 'string' }, build: { type: 'boolean' }, verbose: { type: 'boolean' } },
+  async run(args) {
+    const out = str(args, 'out');
+    if (Boolean(out) === Boolean(args.values.build)) throw new CliError('btl intree needs exactly one of --out DIR (render) and --build (in-tree build of Open MPI\'s source)', 2);
+    const t = await target(args);
+    try {
+      if (out) {
+        const layout = await renderIntree(t, out);
+        if (args.values.json) return printJson({ version: t.version, btlApi: t.btlApi, ...layout });
+        for (const f of layout.files) note(f);
+        process.stdout.write(`${layout.dir}\nbuild it inside Open MPI ${t.version}'s source: ./autogen.pl && ./configure --with-dicom=DIR --enable-mca-dso=btl-dicom && make\n`);
+        return;
+      }
+      step(`in-tree build of btl dicom in Open MPI ${t.version}'s own source (slow: autogen, configure, make of opal)`);
+      const r = await intreeBuild(t, { log: (l) => note(l), verbose: args.values.verbose ? (l) => note(l) : undefined });
+      if (args.values.json) printJson(r);
+      else {
+        const s = r.seconds;
+        process.stdout.write(
+          `in-tree build of Open MPI ${r.version} with btl dicom: ${r.ok ? 'ok' : 'FAILED'}\n` +
+            `  ${r.artifact}\n  libdicom inside: ${r.libdicomSymbols} local symbols; ompi_info ${r.version} lists ${r.ompiInfoParams} btl_dicom parameters\n` +
+            `  runs: ${r.runs.filter((x) => x.ok).length}/${r.runs.length} passed\n` +
+            `  seconds: source ${s.source.toFixed(0)}, extract+render ${s.extract.toFixed(0)}, autogen ${s.autogen.toFixed(0)}, configure ${s.configure.toFixed(0)}, make ${s.make.toFixed(0)}, runs ${s.runs.toFixed(0)}, total ${s.total.toFixed(0)}\n`,
+        );
+      }
+      if (!r.ok) throw new CliError(`in-tree build: ${r.runs.filter((x) => !x.ok).map((x) => x.program).join(', ')} failed with the in-tree component`);
+    } catch (e) {
+      if (e instanceof IntreeError || e instanceof InstallError) throw new CliError(e.message);
+      if (e instanceof BuildError) throw new CliError(`${e.message}\n${e.log}`);
+      throw e;
+    }
+  },
+};
+
+export const commands: Command[] = [buildCmd, installCmd, checkCmd, intreeCmd];
