@@ -16,6 +16,7 @@
 
 #include "addrmap.h"
 #include "dicom_wire.h"
+#include "gossip.h"
 #include "input.h"
 #include "log.h"
 
@@ -98,6 +99,7 @@ struct dicomd {
 	struct dicom_addrmap cache;
 	struct pending *pending;
 	size_t npending;
+	struct gossip *gossip;
 };
 
 /* conn.c */
@@ -132,6 +134,8 @@ void peers_frame_out(struct dicomd *d, struct dconn *c, const struct dicom_frame
 void peers_conn_closed(struct dicomd *d, struct dconn *c);
 void peers_resolve(struct dicomd *d, struct dconn *c, const struct dicom_frame *f);
 void peers_location_update(struct dicomd *d, dicom_addr_t a, const struct dicom_wire_loc *loc);
+/* The connection to node's dicomd, opened on first use; NULL if it cannot be. */
+struct dconn *peer_conn(struct dicomd *d, uint32_t node);
 struct pending *pending_add(struct dicomd *d, enum pending_kind kind, struct dconn *req,
 			    const struct dicom_frame *f, int64_t timeout_ns);
 struct pending *pending_take(struct dicomd *d, uint64_t id, enum pending_kind kind);
@@ -141,5 +145,15 @@ void reply_resolved(struct dicomd *d, struct dconn *c, uint64_t seq, dicom_addr_
 
 /* status.c */
 void status_reply(struct dicomd *d, struct dconn *c, const struct dicom_frame *f);
+/* A reply that is one JSON object of at most max bytes ending in an array:
+ * begin allocates (or answers ENOMEM and returns -1), end closes the array
+ * and the object, saying whether anything was left out, sends and frees. */
+struct jbuf;
+int json_reply_begin(struct dicomd *d, struct dconn *c, struct jbuf *j, size_t max);
+void json_reply_end(struct dicomd *d, struct dconn *c, struct jbuf *j, size_t max,
+		    uint8_t type, uint64_t seq);
+
+/* registry.c: logs why, tells the client, and drops its connection */
+void refuse(struct dicomd *d, struct dconn *c, const char *event, int code, const char *why);
 
 #endif

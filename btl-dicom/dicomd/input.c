@@ -23,13 +23,14 @@ static int allowed(enum dicomd_role role, uint8_t type)
 		case DICOM_FT_RESOLVE: case DICOM_FT_PING: case DICOM_FT_PONG:
 		case DICOM_FT_DETACH: case DICOM_FT_DETACH_READY:
 		case DICOM_FT_STATUS: case DICOM_FT_ERROR:
+		case DICOM_FT_TRAFFIC: case DICOM_FT_VIEW:
 			return 1;
 		default:
 			return 0;
 		}
 	case ROLE_PEER_IN:
 		return type == DICOM_FT_LOOKUP || type == DICOM_FT_LOCATION_UPDATE ||
-		       type == DICOM_FT_ERROR;
+		       type == DICOM_FT_GOSSIP || type == DICOM_FT_ERROR;
 	case ROLE_PEER_OUT:
 		return type == DICOM_FT_LOOKUP_REPLY || type == DICOM_FT_ERROR;
 	default:

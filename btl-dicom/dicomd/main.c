@@ -38,10 +38,34 @@ static void usage(FILE *to)
 		"                     endpoints use $DICOM_DAEMON to pick another)\n"
 		"  --log FILE         append JSON-lines logs to FILE (default stderr)\n"
 		"  --detached-ttl S   forget a detached process after S seconds (default 600)\n"
+		"  --peers LIST       the other nodes' dicomds, comma-separated IPv4 addresses\n"
+		"                     (this node's own address may be listed); gossip goes\n"
+		"                     only to these\n"
+		"  --gossip-period-ms MS  send the load vector to one random peer every MS ms\n"
+		"                     (default %d, 10-60000)\n"
+		"  --gossip-window N  at most N entries per round: this node's, then the\n"
+		"                     freshest others (default %d, 1-%d)\n"
+		"  --gossip-max-age-ms MS  forget a node not heard of for MS ms\n"
+		"                     (default %d gossip periods)\n"
 		"  --help             show this help and exit\n"
 		"\n"
 		"SIGTERM or SIGINT shuts down cleanly (exit status 0).\n",
-		DICOM_DEFAULT_PORT, DICOM_DEFAULT_DAEMON);
+		DICOM_DEFAULT_PORT, DICOM_DEFAULT_DAEMON, GOSSIP_DEFAULT_PERIOD_MS,
+		GOSSIP_DEFAULT_WINDOW, GOSSIP_MAX_WINDOW, GOSSIP_DEFAULT_AGE_PERIODS);
+}
+
+/* A decimal integer in [min, max] for option name; -1 with a message if not. */
+static long long option_number(const char *name, const char *arg, long long min, long long max)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(arg, &end, 10);
+	if (errno || *end || end == arg || v < min || v > max) {
+		fprintf(stderr, "dicomd: --%s %s is not a number from %lld to %lld\n", name, arg,
+			min, max);
+		return -1;
+	}
+	return v;
 }
 
 static int valid_name(const char *s)
@@ -56,7 +80,8 @@ static int valid_name(const char *s)
 	return 1;
 }
 
-static int parse_args(int argc, char **argv, struct dicomd *d, const char **log_path)
+static int parse_args(int argc, char **argv, struct dicomd *d, const char **log_path,
+		      struct gossip_config *gc)
 {
 	static const struct option opts[] = {
 		{ "node-addr", required_argument, NULL, 'a' },
@@ -64,6 +89,10 @@ static int parse_args(int argc, char **argv, struct dicomd *d, const char **log_
 		{ "name", required_argument, NULL, 'n' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "detached-ttl", required_argument, NULL, 't' },
+		{ "peers", required_argument, NULL, 'P' },
+		{ "gossip-period-ms", required_argument, NULL, 'g' },
+		{ "gossip-window", required_argument, NULL, 'w' },
+		{ "gossip-max-age-ms", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -71,6 +100,7 @@ static int parse_args(int argc, char **argv, struct dicomd *d, const char **log_
 	d->port = DICOM_DEFAULT_PORT;
 	snprintf(d->name, sizeof(d->name), "%s", DICOM_DEFAULT_DAEMON);
 	d->detached_ttl_ns = 600LL * 1000000000;
+	gossip_config_default(gc);
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		char *end;
@@ -115,6 +145,35 @@ static int parse_args(int argc, char **argv, struct dicomd *d, const char **log_
 				return 2;
 			}
 			d->detached_ttl_ns = (int64_t)s * 1000000000;
+			break;
+		}
+		case 'P': {
+			char why[128];
+			if (gossip_parse_peers(optarg, gc, why, sizeof(why)) < 0) {
+				fprintf(stderr, "dicomd: %s\n", why);
+				return 2;
+			}
+			break;
+		}
+		case 'g': {
+			long long v = option_number("gossip-period-ms", optarg, 10, 60000);
+			if (v < 0)
+				return 2;
+			gc->period_ns = v * 1000000;
+			break;
+		}
+		case 'w': {
+			long long v = option_number("gossip-window", optarg, 1, GOSSIP_MAX_WINDOW);
+			if (v < 0)
+				return 2;
+			gc->window = (unsigned)v;
+			break;
+		}
+		case 'm': {
+			long long v = option_number("gossip-max-age-ms", optarg, 10, 86400000);
+			if (v < 0)
+				return 2;
+			gc->max_age_ns = v * 1000000;
 			break;
 		}
 		case 'h':
@@ -228,6 +287,7 @@ static void teardown(struct dicomd *d)
 	free_map_values(&d->endpoints);
 	free_map_values(&d->directory);
 	free_map_values(&d->cache);
+	gossip_destroy(d);
 	if (d->unix_fd >= 0)
 		close(d->unix_fd);
 	if (d->tcp_fd >= 0)
@@ -243,7 +303,9 @@ static int run(struct dicomd *d)
 	int64_t next_sweep = dicom_now_ns() + 1000000000;
 	for (;;) {
 		struct epoll_event evs[128];
-		int n = epoll_wait(d->epfd, evs, 128, 100);
+		int64_t until_gossip = gossip_tick(d, dicom_now_ns()) - dicom_now_ns();
+		int timeout = until_gossip < 0 ? 0 : until_gossip < 100000000 ? (int)(until_gossip / 1000000) : 100;
+		int n = epoll_wait(d->epfd, evs, 128, timeout);
 		if (n < 0 && errno != EINTR) {
 			log_fatal("epoll_wait failed", strerror(errno));
 			return 1;
@@ -285,7 +347,8 @@ int main(int argc, char **argv)
 {
 	struct dicomd d = { .epfd = -1, .unix_fd = -1, .tcp_fd = -1, .sig_fd = -1 };
 	const char *log_path = NULL;
-	int r = parse_args(argc, argv, &d, &log_path);
+	static struct gossip_config gc;
+	int r = parse_args(argc, argv, &d, &log_path, &gc);
 	if (r == 1)
 		return 0; /* --help */
 	if (r)
@@ -296,7 +359,7 @@ int main(int argc, char **argv)
 	}
 	d.started_ns = dicom_now_ns();
 	if (dicom_addrmap_init(&d.endpoints) < 0 || dicom_addrmap_init(&d.directory) < 0 ||
-	    dicom_addrmap_init(&d.cache) < 0) {
+	    dicom_addrmap_init(&d.cache) < 0 || gossip_init(&d, &gc) < 0) {
 		log_fatal("out of memory", "");
 		return 1;
 	}
@@ -331,6 +394,8 @@ int main(int argc, char **argv)
 	log_int(&l, "port", d.port);
 	log_str(&l, "socket", d.name);
 	log_int(&l, "pid", getpid());
+	log_int(&l, "peers", (long long)d.gossip->npeers);
+	log_int(&l, "gossip_period_ms", gc.period_ns / 1000000);
 	log_end(&l);
 	rc = run(&d);
 out:

@@ -122,8 +122,7 @@ void pending_expire(struct dicomd *d, int64_t now)
 	}
 }
 
-/* The connection to node's dicomd, opened on first use. */
-static struct dconn *peer_conn(struct dicomd *d, uint32_t node)
+struct dconn *peer_conn(struct dicomd *d, uint32_t node)
 {
 	for (struct dconn *c = d->conns; c; c = c->next)
 		if (c->role == ROLE_PEER_OUT && c->remote_node == node && !c->dead)
@@ -230,6 +229,10 @@ static void log_error_frame(struct dconn *c, const struct dicom_frame *f)
 
 void peers_frame_in(struct dicomd *d, struct dconn *c, const struct dicom_frame *f)
 {
+	if (f->type == DICOM_FT_GOSSIP) {
+		gossip_receive(d, c, f);
+		return;
+	}
 	if (f->type == DICOM_FT_LOOKUP) {
 		struct dicom_wire_loc loc;
 		if (!directory_answer(d, f->dst, &loc))
@@ -289,6 +292,7 @@ void peers_frame_out(struct dicomd *d, struct dconn *c, const struct dicom_frame
 
 void peers_conn_closed(struct dicomd *d, struct dconn *c)
 {
+	gossip_peer_lost(d, c->remote_node);
 	struct pending **pp = &d->pending;
 	while (*pp) {
 		struct pending *p = *pp;

@@ -37,8 +37,7 @@ void registry_accept(struct dicomd *d)
 	}
 }
 
-static void refuse(struct dicomd *d, struct dconn *c, const char *event, int code,
-		   const char *why)
+void refuse(struct dicomd *d, struct dconn *c, const char *event, int code, const char *why)
 {
 	struct logline l;
 	log_begin(&l, LOG_WARN, event);
@@ -269,6 +268,12 @@ void registry_frame(struct dicomd *d, struct dconn *c, const struct dicom_frame 
 		break;
 	case DICOM_FT_STATUS:
 		status_reply(d, c, f);
+		break;
+	case DICOM_FT_TRAFFIC:
+		gossip_traffic(d, c, f);
+		break;
+	case DICOM_FT_VIEW:
+		view_reply(d, c, f);
 		break;
 	case DICOM_FT_ERROR: {
 		char text[DICOM_WIRE_MAX_TEXT + 1];

@@ -8,6 +8,25 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Gossip payloads: a load vector or traffic report the decoder accepts
+ * re-encodes to the same bytes. */
+static void check_payload(const struct dicom_frame *f)
+{
+	static struct dicom_wire_load l;
+	static struct dicom_wire_traffic t;
+	static uint8_t again[DICOM_WIRE_MAX_GOSSIP > DICOM_WIRE_MAX_TRAFFIC ? DICOM_WIRE_MAX_GOSSIP
+									    : DICOM_WIRE_MAX_TRAFFIC];
+	if (f->type == DICOM_FT_GOSSIP && dicom_load_decode(f->payload, f->length, &l) == DICOM_DECODE_OK &&
+	    (dicom_load_encode(&l, again, sizeof(again)) != f->length ||
+	     memcmp(again, f->payload, f->length) != 0))
+		abort();
+	if (f->type == DICOM_FT_TRAFFIC &&
+	    dicom_traffic_decode(f->payload, f->length, &t) == DICOM_DECODE_OK &&
+	    (dicom_traffic_encode(&t, again, sizeof(again)) != f->length ||
+	     memcmp(again, f->payload, f->length) != 0))
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* Copy so ASan catches any read past the input's end exactly. */
@@ -32,6 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!why[0])
 			abort();
 	}
+	if (r == DICOM_DECODE_OK)
+		check_payload(&f);
 	struct dicom_frame h;
 	int rh = dicom_frame_decode_header(buf, size, &h);
 	/* the header check is a prefix of the full check */

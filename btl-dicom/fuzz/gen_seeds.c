@@ -28,12 +28,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	static const uint8_t types[] = { 1, 2, 3, 4, 5, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-					 25, 26, 27, 28, 32, 33, 34, 63 };
+					 25, 26, 27, 28, 32, 33, 34, 40, 41, 42, 43, 63 };
 	uint8_t buf[2 + DICOM_WIRE_HDR_LEN + 64];
 	char name[64];
 	for (size_t i = 0; i < sizeof(types); i++) {
 		for (int role = 0; role < 3; role++) {
-			uint8_t payload[16] = { 1, 0, 0, 127, 0x42, 0x10, 1, 0 };
+			/* long enough for the largest fixed part (GOSSIP: an idle node) */
+			uint8_t payload[DICOM_LOAD_FIXED_LEN] = { 1, 0, 0, 127, 0x42, 0x10, 1, 0 };
 			uint32_t len = dicom_frame_fixed_len(types[i]);
 			if (!len && dicom_frame_max_len(types[i]) >= 5)
 				len = 5;

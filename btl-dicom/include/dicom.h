@@ -123,6 +123,9 @@ DICOM_API int dicom_addr_parse(const char *s, dicom_addr_t *out);
  * DICOM_E* code with {"error": "..."} in out.
  */
 DICOM_API int dicom_query_status(const char *daemon_name, char *out, size_t len);
+/* The daemon's gossip view: its own load vector and those of the nodes it
+ * has heard of, each with its age. */
+DICOM_API int dicom_query_view(const char *daemon_name, char *out, size_t len);
 DICOM_API int dicom_query_resolve(const char *daemon_name, const char *addr,
 				  char *out, size_t len);
 /* Asks the daemon to relay a PING to a registered endpoint; out gets the

@@ -50,6 +50,9 @@ extern "C" {
 #define DICOM_WIRE_MAX_TEXT 1024        /* ERROR message */
 #define DICOM_WIRE_MAX_PONG 4096        /* PONG stats JSON */
 #define DICOM_WIRE_MAX_STATUS (1u << 20) /* STATUS_REPLY JSON */
+#define DICOM_WIRE_MAX_GOSSIP 4096       /* GOSSIP load vector */
+#define DICOM_WIRE_MAX_TRAFFIC 4096      /* TRAFFIC report */
+#define DICOM_WIRE_MAX_VIEW (1u << 20)   /* VIEW_REPLY JSON */
 
 enum dicom_frame_type {
 	/* endpoint <-> endpoint: the data path */
@@ -73,6 +76,13 @@ enum dicom_frame_type {
 	DICOM_FT_DETACH_READY = 26, /* seq: every external socket is about to close */
 	DICOM_FT_STATUS = 27,     /* seq: tool asks for the daemon's state */
 	DICOM_FT_STATUS_REPLY = 28, /* seq, payload = status JSON */
+
+	/* gossip of load between dicomds (MOSIX infod-like), and what feeds it */
+	DICOM_FT_GOSSIP = 40,     /* dicomd -> dicomd (TCP): src = {origin node, 0}, seq = origin's
+				     sample number, aux = entry age in ms, payload = load vector */
+	DICOM_FT_TRAFFIC = 41,    /* endpoint -> local dicomd: payload = traffic report */
+	DICOM_FT_VIEW = 42,       /* seq: tool asks for the daemon's gossip view */
+	DICOM_FT_VIEW_REPLY = 43, /* seq, payload = view JSON */
 
 	/* dicomd <-> dicomd (TCP) */
 	DICOM_FT_LOOKUP = 32,          /* seq, dst, flags: ask dst's home daemon */
@@ -159,6 +169,103 @@ size_t dicom_frame_encode(const struct dicom_frame *f, const void *payload,
 			  uint8_t *out, size_t cap);
 void dicom_wire_loc_encode(const struct dicom_wire_loc *loc,
 			   uint8_t out[DICOM_WIRE_LOC_LEN]);
+
+/*
+ * Gossip.  Each period every dicomd sends one random peer its own load
+ * vector and the freshest entries it holds about other nodes, up to a
+ * window, one GOSSIP frame per entry.  Receivers keep the youngest entry
+ * per origin and drop entries older than their maximum age, so a dead
+ * node ages out of every view.
+ *
+ * GOSSIP payload: the load vector of the origin node.
+ *  off size field
+ *    0    4 runnable      tasks in state R on the node when sampled
+ *    4    4 load_milli    runnable tasks, averaged over a few seconds, x1000
+ *    8    4 cpu_milli     CPU capacity in thousandths of a CPU: the size of
+ *                         the node's cpuset x1000, less under a CPU quota
+ *   12    2 nprocs        process records that follow
+ *   14    2 npairs        pair records that follow the process records
+ *   16    8 mem_free_kib  MemAvailable
+ *   24    8 mem_total_kib
+ *   32      nprocs process records (DiCOM endpoints running on the node):
+ *             0 8 addr          (home node, home pid)
+ *             8 4 pid           its pid on this node
+ *            12 4 rank          MPI rank, DICOM_RANK_UNKNOWN if not an MPI rank
+ *            16 2 cpu_permille  CPU time used recently, 1000 = one CPU
+ *            18 1 job_len       <= DICOM_JOB_MAX
+ *            19 1 reserved      zero
+ *            20   job label     job_len bytes of printable ASCII, no '"' or '\'
+ *           then npairs pair records of 32 bytes (traffic from an endpoint
+ *           running on the node):
+ *             0 8 src addr, 8 8 dst addr
+ *            16 8 bytes         sent from src to dst since src opened
+ *            24 8 rate          bytes per second, recently
+ *           A sender fits what it can: pairs are sent heaviest first.
+ *
+ * TRAFFIC payload: an endpoint tells its local dicomd what it sent.
+ *    0    4 rank      DICOM_RANK_UNKNOWN if not an MPI rank
+ *    4    1 job_len
+ *    5    1 reserved  zero
+ *    6    2 npairs
+ *    8      job label, then npairs x (dst addr 8, bytes sent to it 8)
+ */
+#define DICOM_JOB_MAX 32
+#define DICOM_RANK_UNKNOWN 0xffffffffu
+#define DICOM_LOAD_FIXED_LEN 32
+#define DICOM_LOAD_PROC_LEN 20
+#define DICOM_LOAD_PAIR_LEN 32
+#define DICOM_LOAD_MAX_PROCS ((DICOM_WIRE_MAX_GOSSIP - DICOM_LOAD_FIXED_LEN) / DICOM_LOAD_PROC_LEN)
+#define DICOM_LOAD_MAX_PAIRS ((DICOM_WIRE_MAX_GOSSIP - DICOM_LOAD_FIXED_LEN) / DICOM_LOAD_PAIR_LEN)
+#define DICOM_TRAFFIC_FIXED_LEN 8
+#define DICOM_TRAFFIC_PAIR_LEN 16
+#define DICOM_TRAFFIC_MAX_PAIRS \
+	((DICOM_WIRE_MAX_TRAFFIC - DICOM_TRAFFIC_FIXED_LEN - DICOM_JOB_MAX) / DICOM_TRAFFIC_PAIR_LEN)
+
+struct dicom_wire_proc {
+	dicom_addr_t addr;
+	uint32_t pid;
+	uint32_t rank;
+	uint16_t cpu_permille;
+	char job[DICOM_JOB_MAX + 1]; /* NUL-terminated */
+};
+
+struct dicom_wire_pair {
+	dicom_addr_t src, dst;
+	uint64_t bytes, rate;
+};
+
+struct dicom_wire_load {
+	uint32_t runnable, load_milli, cpu_milli;
+	uint64_t mem_free_kib, mem_total_kib;
+	uint16_t nprocs, npairs;
+	struct dicom_wire_proc procs[DICOM_LOAD_MAX_PROCS];
+	struct dicom_wire_pair pairs[DICOM_LOAD_MAX_PAIRS];
+};
+
+struct dicom_wire_traffic_pair {
+	dicom_addr_t dst;
+	uint64_t bytes;
+};
+
+struct dicom_wire_traffic {
+	uint32_t rank;
+	char job[DICOM_JOB_MAX + 1];
+	uint16_t npairs;
+	struct dicom_wire_traffic_pair pairs[DICOM_TRAFFIC_MAX_PAIRS];
+};
+
+/* Encodes as many process records, then pair records, as fit in cap
+ * (callers order pairs heaviest first); the counts in the payload say how
+ * many went.  Returns the payload length, 0 if cap cannot hold the fixed part. */
+size_t dicom_load_encode(const struct dicom_wire_load *l, uint8_t *out, size_t cap);
+/* DICOM_DECODE_OK, or TRUNCATED / BAD_FIELD / TOO_BIG naming what is wrong
+ * with the payload; never reads outside p[0..len). */
+int dicom_load_decode(const uint8_t *p, size_t len, struct dicom_wire_load *out);
+size_t dicom_traffic_encode(const struct dicom_wire_traffic *t, uint8_t *out, size_t cap);
+int dicom_traffic_decode(const uint8_t *p, size_t len, struct dicom_wire_traffic *out);
+/* Copies a job label from arbitrary text (an environment variable), keeping
+ * what the wire allows and replacing the rest with '_'. */
+void dicom_job_label(const char *in, char out[DICOM_JOB_MAX + 1]);
 
 const char *dicom_decode_strerror(int result);
 /* Human-readable reason naming the offending value, e.g.

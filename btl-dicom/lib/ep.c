@@ -158,6 +158,7 @@ int dicom_ep_pass(dicom_ep_t *ep, int app)
 		ep->next_timer = INT64_MAX;
 		dicom_dl_maintain(ep, now);
 		dicom_out_timers(ep, now);
+		dicom_traffic_maintain(ep, now);
 	}
 
 	struct epoll_event evs[64];
@@ -247,6 +248,7 @@ DICOM_API int dicom_ep_open(const struct dicom_ep_opts *opts, dicom_ep_t **out,
 		rc = DICOM_EIO;
 		goto fail;
 	}
+	dicom_traffic_identify(ep);
 	rc = dicom_dl_register_blocking(ep, err, errlen);
 	if (rc != DICOM_OK)
 		goto fail;
@@ -336,6 +338,7 @@ DICOM_API int dicom_send(dicom_ep_t *ep, const dicom_addr_t *dst, uint8_t tag,
 	}
 	ep->stats.msgs_sent++;
 	ep->stats.bytes_sent += len;
+	p->bytes_sent += len;
 	if (p->state == OUT_ESTABLISHED)
 		dicom_out_flush(ep, p); /* latency: write now, not at the next progress */
 	else if (p->state == OUT_IDLE)

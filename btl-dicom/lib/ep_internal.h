@@ -68,6 +68,7 @@ struct out_peer {
 	int bypass;          /* next resolve must skip the daemons' caches */
 	int resolve_sent;    /* RESOLVE written on the current daemon link */
 	int ever_connected;
+	uint64_t bytes_sent; /* since open; dicomd gossips it per rank pair */
 	int64_t retry_at;
 	int64_t backoff;
 	struct out_peer *next;
@@ -162,6 +163,9 @@ struct dicom_ep {
 	void *cb_ctx;
 	uint64_t cb_calls;
 	struct dicom_ep_stats stats;
+	int64_t traffic_next;          /* next TRAFFIC report to dicomd */
+	uint32_t rank;                 /* MPI rank, DICOM_RANK_UNKNOWN if not a rank */
+	char job[DICOM_JOB_MAX + 1];   /* job label */
 	pthread_t thread;
 	int thread_running;
 	int stop;           /* atomic */
@@ -218,5 +222,9 @@ void dicom_dl_flush(dicom_ep_t *ep);
 /* progress_thread.c */
 int dicom_thread_start(dicom_ep_t *ep);
 void dicom_thread_stop(dicom_ep_t *ep);
+
+/* traffic.c */
+void dicom_traffic_identify(dicom_ep_t *ep);
+void dicom_traffic_maintain(dicom_ep_t *ep, int64_t now);
 
 #endif

@@ -113,15 +113,27 @@ static int transact(const char *daemon_name, const struct dicom_frame *req,
 	return DICOM_OK;
 }
 
-DICOM_API int dicom_query_status(const char *daemon_name, char *out, size_t len)
+/* A request without arguments whose reply is one JSON object. */
+static int query_json(const char *daemon_name, uint8_t type, uint8_t expect, char *out,
+		      size_t len)
 {
-	struct dicom_frame req = { .type = DICOM_FT_STATUS, .seq = 1 }, rep;
+	struct dicom_frame req = { .type = type, .seq = 1 }, rep;
 	uint8_t *buf;
-	int rc = transact(daemon_name, &req, DICOM_FT_STATUS_REPLY, &rep, &buf, out, len);
+	int rc = transact(daemon_name, &req, expect, &rep, &buf, out, len);
 	if (rc == DICOM_OK)
 		rc = write_out(out, len, (const char *)rep.payload, rep.length);
 	free(buf);
 	return rc;
+}
+
+DICOM_API int dicom_query_status(const char *daemon_name, char *out, size_t len)
+{
+	return query_json(daemon_name, DICOM_FT_STATUS, DICOM_FT_STATUS_REPLY, out, len);
+}
+
+DICOM_API int dicom_query_view(const char *daemon_name, char *out, size_t len)
+{
+	return query_json(daemon_name, DICOM_FT_VIEW, DICOM_FT_VIEW_REPLY, out, len);
 }
 
 static int parse_target(const char *addr, dicom_addr_t *a, char *out, size_t len)

@@ -35,6 +35,13 @@ static const struct type_info *type_info(uint8_t type)
 	static const struct type_info status = { "STATUS", 0, 0 };
 	static const struct type_info status_reply = { "STATUS_REPLY", 0,
 						       DICOM_WIRE_MAX_STATUS };
+	static const struct type_info gossip = { "GOSSIP", DICOM_LOAD_FIXED_LEN,
+						 DICOM_WIRE_MAX_GOSSIP };
+	/* Its fixed part is checked by dicom_traffic_decode: a fixed length of
+	 * DICOM_WIRE_LOC_LEN here would make it parse as a location. */
+	static const struct type_info traffic = { "TRAFFIC", 0, DICOM_WIRE_MAX_TRAFFIC };
+	static const struct type_info view = { "VIEW", 0, 0 };
+	static const struct type_info view_reply = { "VIEW_REPLY", 0, DICOM_WIRE_MAX_VIEW };
 	static const struct type_info lookup = { "LOOKUP", 0, 0 };
 	static const struct type_info lookup_reply = { "LOOKUP_REPLY", DICOM_WIRE_LOC_LEN,
 						       DICOM_WIRE_LOC_LEN };
@@ -61,6 +68,10 @@ static const struct type_info *type_info(uint8_t type)
 	case DICOM_FT_DETACH_READY: return &detach_ready;
 	case DICOM_FT_STATUS: return &status;
 	case DICOM_FT_STATUS_REPLY: return &status_reply;
+	case DICOM_FT_GOSSIP: return &gossip;
+	case DICOM_FT_TRAFFIC: return &traffic;
+	case DICOM_FT_VIEW: return &view;
+	case DICOM_FT_VIEW_REPLY: return &view_reply;
 	case DICOM_FT_LOOKUP: return &lookup;
 	case DICOM_FT_LOOKUP_REPLY: return &lookup_reply;
 	case DICOM_FT_LOCATION_UPDATE: return &loc_update;

@@ -106,7 +106,8 @@ int raw_tcp_connect(const char *node, int port)
 
 static int counter;
 
-static int start(struct test_daemon *d, const char *node, int fixed_port)
+static int start(struct test_daemon *d, const char *node, int fixed_port,
+		 const char *const *extra)
 {
 	memset(d, 0, sizeof(*d));
 	snprintf(d->node, sizeof(d->node), "%s", node ? node : "127.0.0.1");
@@ -121,8 +122,11 @@ static int start(struct test_daemon *d, const char *node, int fixed_port)
 		if (pid < 0)
 			return -1;
 		if (pid == 0) {
-			execl(DICOMD_BIN, "dicomd", "--name", d->name, "--port", port, "--node-addr",
-			      d->node, "--log", d->log, (char *)NULL);
+			const char *argv[32] = { "dicomd", "--name", d->name, "--port", port,
+						 "--node-addr", d->node, "--log", d->log };
+			for (int i = 0; extra && extra[i] && i < 22; i++)
+				argv[9 + i] = extra[i];
+			execv(DICOMD_BIN, (char *const *)argv);
 			_exit(127);
 		}
 		d->pid = pid;
@@ -151,12 +155,18 @@ static int start(struct test_daemon *d, const char *node, int fixed_port)
 
 int daemon_start(struct test_daemon *d, const char *node)
 {
-	return start(d, node, 0);
+	return start(d, node, 0, NULL);
 }
 
 int daemon_start_port(struct test_daemon *d, const char *node, int port)
 {
-	return start(d, node, port);
+	return start(d, node, port, NULL);
+}
+
+int daemon_start_args(struct test_daemon *d, const char *node, int port,
+		      const char *const *extra)
+{
+	return start(d, node, port, extra);
 }
 
 int daemon_stop(struct test_daemon *d)

@@ -29,6 +29,9 @@ struct test_daemon {
 int daemon_start(struct test_daemon *d, const char *node);
 /* Same, on a given port (several "nodes" share one port on 127.0.0.x). */
 int daemon_start_port(struct test_daemon *d, const char *node, int port);
+/* Same, with more dicomd options (NULL-terminated, at most 22); port 0 = free. */
+int daemon_start_args(struct test_daemon *d, const char *node, int port,
+		      const char *const *extra);
 /* SIGTERM, then waits; returns the exit status or -1 (it was killed). */
 int daemon_stop(struct test_daemon *d);
 int free_port(const char *node);
