@@ -29,6 +29,7 @@ test.serial('a database outage is 503 on every route, and the API recovers by it
   const api = await startApi(emb.url, { queue: true });
   t.teardown(() => api.close());
   t.is((await api.req('GET', '/targets')).status, 200);
+  t.is((await api.req('GET', '/builds')).status, 200, 'a cached page of builds exists before the outage');
 
   await emb.stop();
   const t0 = performance.now();

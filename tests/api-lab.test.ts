@@ -295,7 +295,7 @@ lab('GET /nodes asks each lab node\'s own dicomd through libdicom, from inside i
     t.true(n.sshd);
     // the answer names the node's address and the daemon the lab started there
     t.is(n.dicomd?.node, state.nodes[i]!.addr);
-    t.is(n.dicomd?.pid, state.nodes[i]!.dicomdPid);
+    t.is(n.dicomd?.pid ?? null, state.nodes[i]!.dicomdPid);
   }
   t.true(lab.find((n) => n.name === 'n2')!.registered, 'detected over ssh earlier');
   t.false(ns.some((n) => n.source === 'registered' && n.name === 'n2'), 'a registered lab node is listed once');

@@ -173,3 +173,29 @@ test.serial('GET /builds lists (empty, then filtered) and GET /metrics speaks Pr
   t.regex(text, /^dicom_queue_jobs\{state="active"\} \d+$/m);
   t.regex(text, /^dicom_http_requests_total\{method="GET",route="\/targets",status="401"\} \d+$/m);
 });
+
+test.serial('GET /builds pages are cached until Postgres notifies a change, by any writer', async (t) => {
+  const { prisma } = api.db;
+  const target = await prisma.target.create({ data: { kind: 'ompi', version: '4.1.77', btlApi: '3.1', pkglibdir: '/x', incdirs: ['/x'], sysroot: '/cache-test' } });
+  const list = async () => json<{ id: number; status: string; error: string | null }[]>(await api.req('GET', `/builds?targetId=${target.id}`));
+  t.deepEqual(await list(), []);
+  t.deepEqual(await list(), [], 'the page is now cached');
+  // another writer (not this API): only the trigger's notification can tell the cache
+  const other = new (await import('pg')).default.Client({ connectionString: api.db.url });
+  await other.connect();
+  t.teardown(() => other.end());
+  const { rows } = await other.query<{ id: number }>(`INSERT INTO "Build" ("targetId", status) VALUES ($1, 'failed') RETURNING id`, [target.id]);
+  const id = rows[0]!.id;
+  const seen = async (ok: (l: { id: number; status: string; error: string | null }[]) => boolean) => {
+    for (let i = 0; i < 100; i++) {
+      if (ok(await list())) return true;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return false;
+  };
+  t.true(await seen((l) => l.length === 1 && l[0]!.id === id), 'the insert shows up');
+  await other.query(`UPDATE "Build" SET error = 'changed elsewhere' WHERE id = $1`, [id]);
+  t.true(await seen((l) => l[0]?.error === 'changed elsewhere'), 'an update shows up');
+  await other.query(`DELETE FROM "Build" WHERE id = $1`, [id]);
+  t.true(await seen((l) => l.length === 0), 'a delete shows up');
+});

@@ -1,5 +1,6 @@
 // dicomctl bench api: autocannon against GET /builds of a control plane
-// (its own process, as in production) whose scratch database holds N builds.
+// (its own process, as in production) whose scratch database holds N builds,
+// as deployed and, in the same invocation, with its list cache off.
 // Loopback only, bounded in time.
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
@@ -17,21 +18,28 @@ export interface ApiBenchOptions {
   rows: number;
   durationS: number;
   connections: number;
+  /** also measure with the list cache off */
+  uncached: boolean;
   log: (m: string) => void;
 }
 
-export interface ApiBenchResult {
-  endpoint: string;
-  rows: number;
-  connections: number;
-  duration_s: number;
+export interface ApiBenchRun {
   requests: number;
   req_per_s: number;
   p50_ms: number;
   p99_ms: number;
   non2xx: number;
   errors: number;
+}
+
+/** The server as deployed (pages cached until Postgres notifies a change), and with the cache off: every request queries Postgres. */
+export interface ApiBenchResult extends ApiBenchRun {
+  endpoint: string;
+  rows: number;
+  connections: number;
+  duration_s: number;
   embedded: boolean;
+  uncached: ApiBenchRun | null;
 }
 
 async function freePort(): Promise<number> {
@@ -94,38 +102,31 @@ export async function benchApi(o: ApiBenchOptions): Promise<ApiBenchResult> {
     }
     o.log(`seeded ${o.rows} builds`);
 
-    const port = await freePort();
-    const server = execa(path.join(root, 'bin/dicomctl'), ['serve', '--port', String(port)], { env: { DATABASE_URL: url }, reject: false, all: true });
-    try {
-      const target = `http://127.0.0.1:${port}`;
-      let up = false;
-      for (let i = 0; i < 300 && !up; i++) {
-        up = await fetch(`${target}/healthz`).then((r) => r.ok, () => false);
-        if (!up) await new Promise((r) => setTimeout(r, 100));
+    const measure = async (label: string, env: Record<string, string>): Promise<ApiBenchRun> => {
+      const port = await freePort();
+      const server = execa(path.join(root, 'bin/dicomctl'), ['serve', '--port', String(port)], { env: { DATABASE_URL: url, ...env }, reject: false, all: true });
+      try {
+        const target = `http://127.0.0.1:${port}`;
+        let up = false;
+        for (let i = 0; i < 300 && !up; i++) {
+          up = await fetch(`${target}/healthz`).then((r) => r.ok, () => false);
+          if (!up) await new Promise((r) => setTimeout(r, 100));
+        }
+        if (!up) throw new Error(`the control plane did not start:\n${server.all ?? ''}`);
+        const headers = { authorization: `Bearer ${token}` };
+        o.log(`${label}: warm-up 1 s`);
+        await autocannon({ url: `${target}/builds`, connections: o.connections, duration: 1, headers });
+        o.log(`${label}: autocannon GET /builds, ${o.connections} connections, ${o.durationS} s`);
+        const r = await autocannon({ url: `${target}/builds`, connections: o.connections, duration: o.durationS, headers });
+        return { requests: r.requests.total, req_per_s: Math.round(r.requests.average), p50_ms: r.latency.p50, p99_ms: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
+      } finally {
+        server.kill('SIGTERM');
+        await server;
       }
-      if (!up) throw new Error(`the control plane did not start:\n${server.all ?? ''}`);
-      const headers = { authorization: `Bearer ${token}` };
-      o.log('warm-up 1 s');
-      await autocannon({ url: `${target}/builds`, connections: o.connections, duration: 1, headers });
-      o.log(`autocannon: GET /builds, ${o.connections} connections, ${o.durationS} s`);
-      const r = await autocannon({ url: `${target}/builds`, connections: o.connections, duration: o.durationS, headers });
-      return {
-        endpoint: 'GET /builds',
-        rows: o.rows,
-        connections: o.connections,
-        duration_s: o.durationS,
-        requests: r.requests.total,
-        req_per_s: Math.round(r.requests.average),
-        p50_ms: r.latency.p50,
-        p99_ms: r.latency.p99,
-        non2xx: r.non2xx,
-        errors: r.errors,
-        embedded: Boolean(embedded),
-      };
-    } finally {
-      server.kill('SIGTERM');
-      await server;
-    }
+    };
+    const deployed = await measure('as deployed', {});
+    const uncached = o.uncached ? await measure('list cache off', { DICOM_API_LIST_CACHE: 'off' }) : null;
+    return { endpoint: 'GET /builds', rows: o.rows, connections: o.connections, duration_s: o.durationS, embedded: Boolean(embedded), ...deployed, uncached };
   } finally {
     await dropDatabase(url).catch(() => {});
     await embedded?.stop();

@@ -5,6 +5,7 @@
 //   text (25) / text[] (1009), otherwise migrate fails with "Column type 'name'
 //   could not be deserialized" (prisma/orm#27403);
 // - the pool never keeps a process alive (allowExitOnIdle);
+// - migration scripts are sent whole, not split on ";" (wholeScripts);
 // - the shadow database is reached with discrete host/user/password/database
 //   fields (a connectionString would override its name), and is dropped WITH
 //   (FORCE) after our own connection to it is closed.
@@ -59,9 +60,33 @@ export function poolConfig(url: string, extra: pg.PoolConfig = {}): pg.PoolConfi
   };
 }
 
+type Adapter = Awaited<ReturnType<PrismaPg['connect']>>;
+
+/**
+ * adapter-pg runs a migration script by splitting it on ";", which cuts a
+ * dollar-quoted function body (plpgsql) apart. The script goes to the server
+ * whole instead, as one simple query: Postgres runs its statements in order,
+ * in one implicit transaction.
+ */
+function wholeScripts(adapter: Adapter): Adapter {
+  const pool = adapter.underlyingDriver() as pg.Pool;
+  const toDriverError = (adapter as unknown as { onError(e: unknown): never }).onError.bind(adapter);
+  adapter.executeScript = async (script: string) => {
+    try {
+      await pool.query(script);
+    } catch (e) {
+      toDriverError(e);
+    }
+  };
+  return adapter;
+}
+
 class ShadowAwarePg extends PrismaPg {
   constructor(private readonly cfg: pg.PoolConfig) {
     super(cfg);
+  }
+  override async connect() {
+    return wholeScripts(await super.connect());
   }
   override async connectToShadowDb() {
     const database = `prisma_shadow_${globalThis.crypto.randomUUID().replaceAll('-', '')}`;
@@ -73,7 +98,7 @@ class ShadowAwarePg extends PrismaPg {
       await admin.end();
     }
     const shadow = new PrismaPg({ ...this.cfg, database });
-    const adapter = await shadow.connect();
+    const adapter = wholeScripts(await shadow.connect());
     const dispose = adapter.dispose.bind(adapter);
     adapter.dispose = async () => {
       await dispose();

@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { ApiDeps } from '../app.js';
 import { badRequest, conflict, notFound } from '../errors.js';
+import { NotifiedCache } from '../list-cache.js';
 import { DateTime, IdParams, Nullable, Paging, StringEnum, errors } from '../schemas.js';
 
 const Status = StringEnum(['queued', 'running', 'succeeded', 'failed'] as const);
@@ -30,6 +31,10 @@ const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 
 export const buildRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db, queue }) => {
   const { prisma } = db;
+  const pages = new NotifiedCache(db.url, 'dicom_builds', (m) => app.log.warn(m));
+  // off: every request queries Postgres (dicomctl bench api measures both ways)
+  if (process.env.DICOM_API_LIST_CACHE !== 'off') await pages.start();
+  app.addHook('onClose', () => pages.stop());
 
   app.get(
     '/builds',
@@ -44,22 +49,31 @@ export const buildRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db,
     // The hottest read: Postgres builds the JSON array itself (json_agg, in C)
     // on Prisma's own pool with a named prepared statement, and the text goes
     // out as is. Through the ORM and the serializer it cost ~4x per request.
+    // Pages are then kept until Postgres says the list changed (NotifiedCache):
+    // the query and its 30 KB result cost ~1.4 ms of CPU per request between
+    // the server and Postgres, a cached page ~0.1 ms.
     async (req, reply) => {
-      const { rows } = await db.pool.query<{ body: string }>({
-        name: 'builds_list_json',
-        text: `SELECT coalesce(json_agg(b ORDER BY b.id DESC), '[]')::text AS body FROM (
-                 SELECT id, "targetId", status, "artifactPath", sha256, error,
-                   to_char("createdAt", ${ISO}) AS "createdAt", to_char("startedAt", ${ISO}) AS "startedAt",
-                   to_char("finishedAt", ${ISO}) AS "finishedAt"
-                 FROM "Build"
-                 WHERE ($1::text IS NULL OR status::text = $1) AND ($2::int IS NULL OR "targetId" = $2)
-                 ORDER BY id DESC LIMIT $3 OFFSET $4) b`,
-        values: [req.query.status ?? null, req.query.targetId ?? null, req.query.limit, req.query.offset],
-      });
+      const q = req.query;
+      const body = await pages.get(`${q.status ?? ''}|${q.targetId ?? ''}|${q.limit}|${q.offset}`, () => listPage(q));
       // a string with an explicit JSON content type is sent as is (the schema still documents it)
-      return reply.type('application/json; charset=utf-8').send(rows[0]!.body as unknown as never);
+      return reply.type('application/json; charset=utf-8').send(body as unknown as never);
     },
   );
+
+  async function listPage(q: { status?: string; targetId?: number; limit: number; offset: number }): Promise<string> {
+    const { rows } = await db.pool.query<{ body: string }>({
+      name: 'builds_list_json',
+      text: `SELECT coalesce(json_agg(b ORDER BY b.id DESC), '[]')::text AS body FROM (
+               SELECT id, "targetId", status, "artifactPath", sha256, error,
+                 to_char("createdAt", ${ISO}) AS "createdAt", to_char("startedAt", ${ISO}) AS "startedAt",
+                 to_char("finishedAt", ${ISO}) AS "finishedAt"
+               FROM "Build"
+               WHERE ($1::text IS NULL OR status::text = $1) AND ($2::int IS NULL OR "targetId" = $2)
+               ORDER BY id DESC LIMIT $3 OFFSET $4) b`,
+      values: [q.status ?? null, q.targetId ?? null, q.limit, q.offset],
+    });
+    return rows[0]!.body;
+  }
 
   app.get(
     '/builds/:id',
@@ -90,6 +104,7 @@ export const buildRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db,
         if (busy) throw conflict(`build ${busy.id} of target ${targetId} is already ${busy.status}`);
         return tx.build.create({ data: { targetId }, select });
       });
+      pages.invalidate(); // this client's next list shows its build, even before the notification arrives
       await queue.enqueueBuild(build.id);
       return reply.code(202).header('location', `/builds/${build.id}`).send(build);
     },
