@@ -99,3 +99,25 @@ if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'install ok ins
   apt-get install -y -q --no-install-recommends chromium >&2
 fi
 # ---- end headless Chromium ----
+
+# ---- kernel cell (issue 6): qemu TCG, static busybox, pahole; Debian's 6.1 kernel packages cached ----
+# tests/kernel.test.ts renders the mailbox driver for 6.1, builds it against
+# linux-headers and boots linux-image in qemu TCG. `dicomctl kernel fetch`
+# downloads source, headers and image once into $DICOM_CACHE/kernel (with
+# progress) and unpacks them there; afterwards it is instant. Nothing is
+# installed as the host's kernel. DICOM_SKIP_KERNEL_CACHE=1 skips the download
+# (the test then fetches on demand). 6.12 is fetched by its own cell.
+KERNEL_APT=(qemu-system-x86 busybox-static cpio dwarves kmod gcc-12 git perl)
+kmissing=()
+for p in "${KERNEL_APT[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || kmissing+=("$p")
+done
+if [ ${#kmissing[@]} -gt 0 ]; then
+  log "apt-get install ${kmissing[*]}"
+  apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${kmissing[@]}" >&2
+fi
+if [ "${DICOM_SKIP_KERNEL_CACHE:-0}" != 1 ]; then
+  ./bin/dicomctl kernel fetch --kernel 6.1 >/dev/null
+fi
+# ---- end kernel cell ----

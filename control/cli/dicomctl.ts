@@ -17,6 +17,7 @@ const groups: Record<string, () => Promise<{ commands: Command[] }>> = {
   deployments: () => import('./commands/deployments.js'),
   nodes: () => import('./commands/nodes.js'),
   jobs: () => import('./commands/jobs.js'),
+  kernel: () => import('./commands/kernel.js'),
   matrix: () => import('./commands/matrix.js'),
 };
 
