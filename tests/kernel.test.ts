@@ -129,11 +129,11 @@ for (const kernel of kernels) {
     t.regex(r.checks[2]!.summary, /^0 errors, 0 warnings, 0 checks in \d+ lines of 4 patches$/);
     t.regex(r.checks[3]!.summary, new RegExp(`vermagic ${r.packages!.release.replace(/[.+]/g, '\\$&')} `));
     const st = r.selftest!;
-    t.true(st.planned >= 17, `planned ${st.planned}`);
+    t.true(st.planned >= 18, `planned ${st.planned}`);
     t.is(st.failed, 0);
     t.is(st.skipped, 0, 'the guest runs the selftest as root: nothing may be skipped');
     t.is(st.passed, st.planned);
-    for (const name of ['send and receive between processes', 'filter by pattern', 'poll and blocking reads', 'permissions', 'relay', 'module unloads cleanly']) {
+    for (const name of ['send and receive between processes', 'concurrent senders', 'filter by pattern', 'poll and blocking reads', 'permissions', 'relay', 'module unloads cleanly']) {
       t.true(st.lines.some((l) => l.startsWith('ok ') && l.includes(name)), name);
     }
     const tm = r.timings!;

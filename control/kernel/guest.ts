@@ -85,7 +85,8 @@ const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1bc/g;
 export async function bootGuest(vmlinuz: string, initrd: string, logPath: string, timeoutSeconds: number, progress: Progress): Promise<BootResult> {
   const args = [
     '--kill-after=10', String(timeoutSeconds),
-    'qemu-system-x86_64', '-accel', 'tcg', '-m', '512', '-smp', '1',
+    // Two vCPUs (multi-threaded TCG) so the selftest's concurrent senders really run in parallel.
+    'qemu-system-x86_64', '-accel', 'tcg', '-m', '512', '-smp', '2',
     '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-nic', 'none', '-no-reboot',
     '-kernel', vmlinuz, '-initrd', initrd,
     '-append', 'console=ttyS0 quiet panic=-1',
