@@ -53,6 +53,7 @@ test('a broken matrix definition is refused with where the defect is', (t) => {
     [{ ...real, axes: { kernel: ['6.1'], ompi: ['4.1'], cuda: ['12'] } }, /unknown axis "cuda"/],
     [{ ...real, axes: { kernel: ['6.1'], ompi: ['4.2'] } }, /axes\.ompi: "4\.2" is not an Open MPI the tooling can select/],
     [{ ...real, axes: { kernel: ['six'], ompi: ['4.1'] } }, /axes\.kernel: "six" is not a version/],
+    [{ ...real, axes: { kernel: ['5.10'], ompi: ['4.1'] } }, /axes\.kernel: "5\.10" is not a kernel series the tooling supports \(6\.1, 6\.12\)/],
     [withSet({ axes: ['kernel'] }), /the command does not use \{kernel\} but axes list it/],
     [withSet({ axes: [] }), /the command uses \{ompi\} but axes do not list it/],
     [withSet({ command: [] }), /command must be a non-empty argv list/],
@@ -250,7 +251,7 @@ test.serial('dicomctl matrix run|show|list|log through the API, and --local with
   const run = await dicomctl(['matrix', 'run', '--set', 'refused', '--ompi', '4.1'], { env });
   t.is(run.exitCode, 1, run.all);
   t.regex(run.stderr, /matrix run \d+ queued: 1 cell\(s\); grid at http:\/\/127\.0\.0\.1:\d+\/matrix-runs\/\d+\/page/);
-  t.regex(run.stderr, /FAIL refused ompi 4\.1 0\/0 \d+\.\d s: exit 2; no TAP test point/);
+  t.regex(run.stderr, /FAIL refused on Open MPI 4\.1 0\/0 \d+\.\d s: exit 2; no TAP test point/);
   t.regex(run.stdout, /^test set\s+kernel\s+Open MPI 4\.1\.4 \(host\)$/m);
   t.regex(run.stdout, /^refused\s+host kernel\s+FAIL 0\/0/m);
   const id = Number(/matrix run (\d+) failed/.exec(run.stdout)?.[1]);

@@ -17,6 +17,7 @@ import { cacheDir, dicomdBin, root } from '../paths.js';
 import { buildMpiPrograms, checkCases, mpirun } from '../runner/check.js';
 import { inRootArgv, mountsUnder, trixieRootDir } from '../trixie/root.js';
 import { buildLibdicom } from './build.js';
+import { detectPmix } from './detect.js';
 import { installComponent, verifyComponent } from './install.js';
 import { IntreeError, intreeSubdir, renderIntree } from './intree.js';
 import type { OmpiTarget } from './target.js';
@@ -130,8 +131,15 @@ async function ensureTools(t: OmpiTarget, log: Log): Promise<string[]> {
   return pkgs;
 }
 
-function configureArgs(t: OmpiTarget, libdicomDir: string): string[] {
+async function configureArgs(t: OmpiTarget, libdicomDir: string): Promise<string[]> {
   const major = Number(t.version.split('.')[0]);
+  // The installation's own dependencies, as Debian builds it (external PMIx, hwloc, libevent).
+  const deps =
+    major >= 5
+      ? // PRRTE (mpirun) is not needed to build opal.
+        ['--with-pmix=external', '--without-prrte', '--with-hwloc=external', '--with-libevent=external']
+      : // 4.1 finds Debian's PMIx by its prefix (the parent of its include dir).
+        [`--with-pmix=${path.dirname((await detectPmix(t)).incdirs[0]!)}`, '--with-hwloc=external', '--with-libevent=external'];
   return [
     `--prefix=/opt/dicom-ompi/ompi-intree-${t.version}`,
     '--enable-mca-dso=btl-dicom',
@@ -140,8 +148,7 @@ function configureArgs(t: OmpiTarget, libdicomDir: string): string[] {
     '--disable-mpi-fortran',
     '--disable-oshmem',
     '--disable-io-romio',
-    // The installation's own dependencies, as Debian builds it; PRRTE (mpirun) is not needed to build opal.
-    ...(major >= 5 ? ['--with-pmix=external', '--without-prrte', '--with-hwloc=external', '--with-libevent=external'] : ['--with-hwloc=external', '--with-libevent=external']),
+    ...deps,
   ];
 }
 
@@ -190,7 +197,8 @@ export async function intreeBuild(t: OmpiTarget, o: { log?: Log; verbose?: Log }
     run(['./autogen.pl', '--force', ...(major >= 5 ? ['--no-3rdparty', 'openpmix,prrte'] : ['--no-oshmem'])]),
   );
   if (!/Found opal \/ btl \/ dicom component/.test(autogen)) throw new IntreeError('autogen.pl did not find opal/mca/btl/dicom');
-  const configured = await phase('configure', `./configure ${configureArgs(t, libdicomDir).join(' ')}`, () => run(['./configure', ...configureArgs(t, libdicomDir)]));
+  const args = await configureArgs(t, libdicomDir);
+  const configured = await phase('configure', `./configure ${args.join(' ')}`, () => run(['./configure', ...args]));
   for (const want of [/MCA component btl:dicom compile mode\.\.\. dso/, /MCA component btl:dicom can compile\.\.\. yes/]) {
     if (!want.test(configured)) {
       const lines = configured.split('\n').filter((l) => /dicom/.test(l));

@@ -1,9 +1,12 @@
 // The CI matrix as ci/matrix.json declares it, and the cells it expands to.
 // A cell is one command that prints TAP; a test set lists the axes it varies
-// over, and its cells hold NOT_VARIED ("-") for the others.
+// over, and its cells hold NOT_VARIED ("-") for the others. Axis values must
+// be what the tooling can select: kernel series of control/kernel/versions.ts,
+// Open MPI specs of control/generator/select.ts.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ompiAxis } from '../generator/select.js';
+import { SERIES } from '../kernel/versions.js';
 import { root } from '../paths.js';
 
 /** ci/matrix.json, or DICOM_MATRIX_FILE (another grid, e.g. a site's own or a test's) */
@@ -66,6 +69,9 @@ export function parseDefinition(json: unknown, source = 'ci/matrix.json'): Matri
     for (const v of list) if (!AXIS_VALUE[name].test(v)) fail(`axes.${name}: "${v}" is not a version like 6.1`);
     if (new Set(list).size !== list.length) fail(`axes.${name} lists a version twice`);
     axes[name] = list;
+  }
+  for (const v of axes.kernel) {
+    if (!SERIES.some((k) => k.series === v)) fail(`axes.kernel: "${v}" is not a kernel series the tooling supports (${SERIES.map((k) => k.series).join(', ')})`);
   }
   for (const v of axes.ompi) {
     if (!ompiAxis.some((a) => a.spec === v)) fail(`axes.ompi: "${v}" is not an Open MPI the tooling can select (${ompiAxis.map((a) => a.spec).join(', ')})`);

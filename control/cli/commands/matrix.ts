@@ -33,8 +33,9 @@ function selection(args: ParsedArgs): Selection {
   return sel;
 }
 
+/** "btl on Open MPI 4.1", "kernel on Linux 6.1" */
 const cellName = (c: { testSet: string; kernelVersion: string; ompiVersion: string }) =>
-  [c.testSet, c.kernelVersion !== NOT_VARIED ? `kernel ${c.kernelVersion}` : '', c.ompiVersion !== NOT_VARIED ? `ompi ${c.ompiVersion}` : ''].filter(Boolean).join(' ');
+  `${c.testSet} on ${[c.kernelVersion !== NOT_VARIED ? `Linux ${c.kernelVersion}` : '', c.ompiVersion !== NOT_VARIED ? `Open MPI ${c.ompiVersion}` : ''].filter(Boolean).join(', ')}`;
 
 const secs = (ms: number | null) => (ms === null ? '' : `${(ms / 1000).toFixed(1)} s`);
 
@@ -123,6 +124,7 @@ async function followRun(args: ParsedArgs, first: Grid): Promise<Grid> {
   const verbose = Boolean(args.values.verbose);
   const seen = new Map<number, string>();
   const logOffset = new Map<number, number>();
+  let lastNote = Date.now();
   let g = first;
   const total = g.counts.total;
   for (;;) {
@@ -136,12 +138,19 @@ async function followRun(args: ParsedArgs, first: Grid): Promise<Grid> {
       }
       seen.set(c.id, c.status);
     }
-    // Progress of the running cell: its TAP points and steps as they arrive.
+    // Progress of the running cell: its TAP points and steps as they arrive, and a heartbeat when it is quiet.
     for (const c of cells.filter((x) => x.status === 'running')) {
       const text = await call(async () => (await api.raw('GET', c.logUrl)).text());
       const from = logOffset.get(c.id) ?? 0;
-      for (const l of text.slice(from).split('\n').slice(0, -1)) if (progressLine(l, verbose)) note(l.trimStart());
+      const fresh = text.slice(from).split('\n').slice(0, -1).filter((l) => progressLine(l, verbose));
+      for (const l of fresh) note(l.trimStart());
       logOffset.set(c.id, text.lastIndexOf('\n') + 1);
+      const running = c.startedAt ? (Date.now() - Date.parse(c.startedAt)) / 1000 : 0;
+      if (fresh.length) lastNote = Date.now();
+      else if (Date.now() - lastNote > 30_000) {
+        note(`${cellName(c)}: still running (${running.toFixed(0)} s)`);
+        lastNote = Date.now();
+      }
     }
     if (g.status === 'succeeded' || g.status === 'failed') return g;
     await new Promise((r) => setTimeout(r, 2000));
