@@ -91,7 +91,7 @@ test.serial('dicomctl targets/builds drive the same API: progress, --json, exit 
   t.is(list.exitCode, 0, list.all);
   t.true((JSON.parse(list.stdout) as { id: number }[]).some((x) => x.id === targetId));
   const human = await dicomctl(['targets', 'list'], { env });
-  t.regex(human.stdout, /id\s+kind\s+version/);
+  t.regex(human.stdout, /id\s+node\s+kind\s+version/);
 
   const created = await dicomctl(['builds', 'create', '--target', String(targetId), '--json'], { env });
   t.is(created.exitCode, 0, created.all);

@@ -332,3 +332,22 @@ lab('a lab node that cannot be reached fails on its own; the lab node next to it
   t.false(n3v.healthy);
   t.truthy(n3v.dicomd, 'its dicomd still answers');
 });
+
+lab('with the lab down, lab nodes are 409 on every route that takes them; GET /nodes still answers', async (t) => {
+  await labDown();
+  const cases: [string, unknown][] = [
+    ['/deployments', { buildId: good.id, dest: path.join(tmp, 'gone'), nodes: ['n1'] }],
+    ['/jobs', { nodes: ['n1', 'n2'], np: 2, program: 'collectives' }],
+    ['/targets', { detect: 'ssh', node: 'n1' }],
+  ];
+  for (const [route, body] of cases) {
+    const r = await api.req('POST', route, body);
+    t.is(r.status, 409, route);
+    t.regex(await message(r), /no lab is up/, route);
+  }
+  const r = await api.req('POST', '/deployments', { buildId: good.id, dest: path.join(tmp, 'gone'), nodes: ['nodeX'] });
+  t.is(r.status, 400, 'a name that is never a lab node stays 400');
+  const ns = await json<NodeView[]>(await api.req('GET', '/nodes'));
+  t.deepEqual(ns.filter((n) => n.source === 'lab'), []);
+  t.deepEqual(ns.filter((n) => n.source === 'registered').map((n) => n.name).sort(), ['n2', 'n3'], 'nodes detected over ssh stay registered');
+});

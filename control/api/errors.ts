@@ -11,11 +11,6 @@ export class ApiError extends Error {
 export const notFound = (what: string, id: number | string) => new ApiError(404, `${what} ${id} not found`);
 export const conflict = (msg: string) => new ApiError(409, msg);
 export const badRequest = (msg: string) => new ApiError(400, msg);
-/** For `.catch` on resolveNodes: a NodeError keeps its status (400 bad name, 409 lab down); anything else propagates. */
-export const nodeApiError = (e: unknown): never => {
-  if (e instanceof NodeError) throw new ApiError(e.status, e.message);
-  throw e;
-};
 
 const CONN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
 const PRISMA_CONN = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024']);
@@ -36,8 +31,10 @@ export function isDbUnavailable(e: unknown): boolean {
 }
 
 export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  if (error instanceof ApiError) {
-    void reply.code(error.statusCode).send({ statusCode: error.statusCode, error: statusText(error.statusCode), message: error.message });
+  // NodeError: a node name that does not exist (400) or a lab that is down or unreachable (409)
+  if (error instanceof ApiError || error instanceof NodeError) {
+    const sc = error instanceof NodeError ? error.status : error.statusCode;
+    void reply.code(sc).send({ statusCode: sc, error: statusText(sc), message: error.message });
     return;
   }
   if (error.validation) {

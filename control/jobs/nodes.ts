@@ -88,10 +88,15 @@ export async function scpTo(node: SshNode, localFile: string, remotePath: string
   return { exitCode: r.exitCode ?? (r.timedOut ? 124 : 255), stdout: String(r.stdout), stderr: String(r.stderr), timedOut: Boolean(r.timedOut) };
 }
 
+/** The lab may have gone since the node was resolved: that is the lab's state (409), never a crash. */
 async function checkRoute(node: SshNode): Promise<void> {
   const state = readState();
-  if (!state) throw new Error(`no lab is up: cannot reach ${node.name}`);
-  await assertLabRoute(state.nodes[0]!.ns, node.addr, parseSubnet(state.subnet));
+  if (!state) throw new NodeError(409, `no lab is up any more: cannot reach ${node.name}`);
+  try {
+    await assertLabRoute(state.nodes[0]!.ns, node.addr, parseSubnet(state.subnet));
+  } catch (e) {
+    throw new NodeError(409, (e as Error).message);
+  }
 }
 
 /** "ssh n2 (10.77.0.12) failed: ..." with ssh's own words, for logs and errors. */

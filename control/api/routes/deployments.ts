@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { ApiDeps } from '../app.js';
-import { badRequest, conflict, nodeApiError, notFound } from '../errors.js';
+import { badRequest, conflict, notFound } from '../errors.js';
 import { SAFE_PATH, resolveNodes } from '../../jobs/nodes.js';
 import { DateTime, IdParams, Nullable, Paging, errors } from '../schemas.js';
 
@@ -70,7 +70,7 @@ export const deploymentRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, 
       const nodes = req.body.nodes ?? ['local'];
       const dest = path.normalize(req.body.dest);
       if (req.body.dest.split('/').includes('..')) throw badRequest('dest must not contain ".." segments');
-      const { remote } = await resolveNodes(nodes).catch(nodeApiError);
+      const { remote } = await resolveNodes(nodes);
       if (remote.length && !SAFE_PATH.test(dest)) throw badRequest(`dest ${JSON.stringify(dest)}: a path for ssh nodes may hold only letters, digits and . _ + - /`);
       const d = await prisma.$transaction(async (tx) => {
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(7002, hashtext(${dest}))`;

@@ -11,7 +11,7 @@ import { buildDir } from '../../paths.js';
 import type { ApiDeps } from '../app.js';
 import { DEFAULT_SOCKET } from '../../daemon/daemon.js';
 import { LOCAL, resolveNodes } from '../../jobs/nodes.js';
-import { badRequest, nodeApiError, notFound } from '../errors.js';
+import { badRequest, notFound } from '../errors.js';
 import { DateTime, IdParams, Nullable, Paging, errors } from '../schemas.js';
 
 const programsDir = path.join(buildDir, 'mpi');
@@ -83,7 +83,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db, q
       if (!queue) throw badRequest('this server runs without a job queue');
       const b = req.body;
       const nodes = b.nodes ?? [LOCAL];
-      const where = await resolveNodes(nodes).catch(nodeApiError);
+      const where = await resolveNodes(nodes);
       if (where.remote.length) {
         if (where.local) throw badRequest('a job runs either on "local" or on lab nodes, not both');
         if (b.daemon !== undefined && b.daemon !== DEFAULT_SOCKET) throw badRequest(`lab nodes run their dicomd on @${DEFAULT_SOCKET}; leave "daemon" out`);

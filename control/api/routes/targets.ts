@@ -7,7 +7,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { DetectError, type DetectOptions, detectOmpi } from '../../generator/detect.js';
 import type { ApiDeps } from '../app.js';
-import { ApiError, badRequest, conflict, nodeApiError, notFound } from '../errors.js';
+import { ApiError, badRequest, conflict, notFound } from '../errors.js';
 import { resolveNodes, SAFE_PATH, type SshNode, shq, sshRun, describeFailure } from '../../jobs/nodes.js';
 import { DateTime, IdParams, Nullable, Paging, StringEnum, errors } from '../schemas.js';
 
@@ -87,7 +87,7 @@ export const targetRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db
         if (b.detect === 'ssh') {
           if (!b.node) throw badRequest('detect:"ssh" needs "node", e.g. {"detect":"ssh","node":"n2"}');
           if (b.prefix !== undefined && !SAFE_PATH.test(b.prefix)) throw badRequest(`prefix ${JSON.stringify(b.prefix)}: a path for ssh nodes may hold only letters, digits and . _ + - /`);
-          const node = (await resolveNodes([b.node]).catch(nodeApiError)).remote[0];
+          const node = (await resolveNodes([b.node])).remote[0];
           if (!node) throw badRequest('detect:"ssh" needs a remote node, not "local"; use detect:"local"');
           const hello = await sshRun(node, 'hostname');
           if (hello.exitCode !== 0) throw new ApiError(409, describeFailure(node, 'ssh', hello));
