@@ -12,7 +12,9 @@ export type { DicomdAnswer, DicomdQuery };
 
 const WORKER = new URL('./dicomd-worker.ts', import.meta.url).href;
 // Node 20 does not hand the process's tsx loader to workers: the worker registers it before importing the .ts
-const BOOT = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER)}); })`;
+// (resolved here: an eval'd worker would resolve a bare name from the current directory)
+const TSX = import.meta.resolve('tsx/esm/api');
+const BOOT = `import(${JSON.stringify(TSX)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER)}); })`;
 
 let worker: Worker | undefined;
 let nextId = 1;
