@@ -121,3 +121,25 @@ if [ "${DICOM_SKIP_KERNEL_CACHE:-0}" != 1 ]; then
   ./bin/dicomctl kernel fetch --kernel 6.1 >/dev/null
 fi
 # ---- end kernel cell ----
+
+# ---- CRIU for live migration (issue 4) ----
+# The trixie root's CRIU 4 (bookworm's 3.17 fails on this kernel) must pass `criu check`.
+# In the lab every node shares one PID namespace, and a rank is restored with its own PIDs
+# (and its threads' TIDs): with the default pid_max of 32768 they are reused within seconds on
+# a busy machine, which fails the restore. 4194304 is the kernel's maximum.
+if [ "${DICOM_SKIP_TRIXIE_ROOT:-0}" != 1 ]; then
+  R=${DICOM_CACHE:-/var/cache/dicom-ompi}/trixie-root
+  if ! out=$("$R/lib64/ld-linux-x86-64.so.2" --library-path "$R/lib/x86_64-linux-gnu:$R/usr/lib/x86_64-linux-gnu" \
+        "$R/usr/sbin/criu" check 2>&1) || ! grep -q "Looks good" <<<"$out"; then
+    echo "provision: CRIU cannot work on this kernel ($(uname -r)); criu check said:" >&2
+    echo "$out" | tail -n 5 >&2
+    echo "provision: live migration needs it (DESIGN.md §4)" >&2
+    exit 1
+  fi
+  log "criu check: Looks good"
+fi
+if [ "$(cat /proc/sys/kernel/pid_max)" -lt 4194304 ]; then
+  log "kernel.pid_max 4194304 (restored ranks keep their PIDs)"
+  sysctl -q -w kernel.pid_max=4194304
+fi
+# ---- end CRIU ----

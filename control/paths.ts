@@ -11,6 +11,10 @@ export const cacheDir = process.env.DICOM_CACHE ?? '/var/cache/dicom-ompi';
 export const stateDir = process.env.DICOM_STATE ?? '/run/dicom-ompi';
 export const dicomdBin = path.join(cBuildDir, 'dicomd');
 export const libdicomSo = path.join(cBuildDir, 'libdicom.so');
+/** the home stub that makes a rank migratable: `mpirun ... dicom-run ./app` */
+export const dicomRunBin = path.join(cBuildDir, 'dicom-run');
+/** parent of restored ranks, which reaps them (see btl-dicom/stub/adopt.c) */
+export const dicomAdoptBin = path.join(cBuildDir, 'dicom-adopt');
 export const templatesDir = path.join(root, 'mca-templates');
 /** Where `dicomctl btl install` puts the component unless --system or --dest. */
 export const defaultComponentDir = path.join(buildDir, 'components');

@@ -73,6 +73,20 @@ struct dicom_ep_opts {
 	int deliver_unlocked;
 };
 
+/*
+ * Migration.  A rank started by the home stub dicom-run has the stub's shim
+ * preloaded; the shim keeps the rank's stdio and PMIx channel tunnelled home
+ * and exports these hooks, which the endpoint finds with dlsym and calls
+ * around a migration: detach before "ready" is answered (the tunnel drains
+ * and closes its socket), reattach once the endpoint runs again after a
+ * CRIU restore (on the target, or on the source after a rollback).
+ */
+struct dicom_migration_hooks {
+	int (*detach)(void);   /* 0 when every tunnel socket is closed */
+	void (*reattach)(void);
+};
+#define DICOM_MIGRATION_HOOKS_SYMBOL "dicom_stub_migration_hooks"
+
 /* Delivery callback: data is valid only during the call. */
 typedef void (*dicom_recv_fn)(void *ctx, const dicom_addr_t *src, uint8_t tag,
 			      const void *data, size_t len);
@@ -120,7 +134,8 @@ DICOM_API int dicom_addr_parse(const char *s, dicom_addr_t *out);
 /*
  * Daemon queries for tools (the control plane calls these through ffi-rs).
  * Each writes one JSON object into out and returns its length, or a
- * DICOM_E* code with {"error": "..."} in out.
+ * DICOM_E* code with {"error": "..."} in out.  daemon_name may be
+ * "netns:NS:NAME": the dicomd NAME inside network namespace /run/netns/NS.
  */
 DICOM_API int dicom_query_status(const char *daemon_name, char *out, size_t len);
 /* The daemon's gossip view: its own load vector and those of the nodes it

@@ -53,6 +53,7 @@ extern "C" {
 #define DICOM_WIRE_MAX_GOSSIP 4096       /* GOSSIP load vector */
 #define DICOM_WIRE_MAX_TRAFFIC 4096      /* TRAFFIC report */
 #define DICOM_WIRE_MAX_VIEW (1u << 20)   /* VIEW_REPLY JSON */
+#define DICOM_WIRE_MAX_STUB (1u << 20)   /* STUB_DATA chunk, STUB_OPEN address */
 
 enum dicom_frame_type {
 	/* endpoint <-> endpoint: the data path */
@@ -88,6 +89,18 @@ enum dicom_frame_type {
 	DICOM_FT_LOOKUP = 32,          /* seq, dst, flags: ask dst's home daemon */
 	DICOM_FT_LOOKUP_REPLY = 33,    /* seq, dst, loc */
 	DICOM_FT_LOCATION_UPDATE = 34, /* dst, loc: dst moved, told to its home */
+
+	/* rank <-> its home stub dicom-run (TCP), the tunnel that keeps a
+	 * migrated rank's stdio and PMIx channel at home.  aux = channel:
+	 * 1 stdout, 2 stderr, >= 3 a socket the rank opened to a home service. */
+	DICOM_FT_STUB_HELLO = 48,   /* src = rank's home address, aux = 1 when reattaching */
+	DICOM_FT_STUB_OPEN = 49,    /* aux = channel, payload = "a.b.c.d:port" to connect at home */
+	DICOM_FT_STUB_DATA = 50,    /* aux = channel, payload = bytes */
+	DICOM_FT_STUB_CLOSE = 51,   /* aux = channel: that side closed */
+	DICOM_FT_STUB_DRAIN = 52,   /* rank: I am leaving, send nothing more */
+	DICOM_FT_STUB_DRAINED = 53, /* stub: nothing more follows until the next HELLO */
+	DICOM_FT_STUB_EXIT = 54,    /* rank: aux = exit status (wait(2) encoding) */
+	DICOM_FT_STUB_SIGNAL = 55,  /* stub: deliver signal aux to the rank */
 
 	/* anywhere */
 	DICOM_FT_ERROR = 63, /* aux = error code (negated DICOM_E*), payload = text */

@@ -94,6 +94,8 @@ int dicom_in_on_data(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f
 		break;
 	}
 	ep->stats.msgs_delivered++;
+	if (ep->reattached_ns && !ep->first_data_after_ns)
+		ep->first_data_after_ns = dicom_now_ns();
 	ep->stats.bytes_delivered += f->length;
 	note_ack_needed(ep, p);
 	if (ep->cb && !ep->held_head) {

@@ -209,11 +209,9 @@ static void reattach(dicom_ep_t *ep, int64_t now)
 void dicom_dl_maintain(dicom_ep_t *ep, int64_t now)
 {
 	if (ep->detached) {
-		if (now < ep->detached_until) {
-			dicom_ep_timer_at(ep, ep->detached_until);
+		if (!dicom_migrate_should_reattach(ep, now))
 			return;
-		}
-		ep->detached = 0;
+		dicom_migrate_reattached(ep, now);
 	}
 	if (ep->dl.state != DL_DOWN)
 		return;
@@ -282,7 +280,9 @@ static void on_registered(dicom_ep_t *ep, const struct dicom_frame *f, int64_t n
 
 static void send_pong(dicom_ep_t *ep, const struct dicom_frame *req)
 {
-	char addr[32], node[INET_ADDRSTRLEN], json[DICOM_WIRE_MAX_PONG];
+	char addr[32], node[INET_ADDRSTRLEN], json[DICOM_WIRE_MAX_PONG], mig[160];
+	if (dicom_migrate_format(ep, mig, sizeof(mig)) >= (int)sizeof(mig))
+		snprintf(mig, sizeof(mig), "\"detached\":%d", ep->detached);
 	dicom_addr_format(&ep->self, addr, sizeof(addr));
 	format_node(ep->node, node, sizeof(node));
 	size_t outs = 0, unacked = 0;
@@ -299,7 +299,7 @@ static void send_pong(dicom_ep_t *ep, const struct dicom_frame *req)
 			 "\"held_bytes\":%zu,\"msgs_sent\":%llu,\"msgs_delivered\":%llu,"
 			 "\"bytes_sent\":%llu,\"bytes_delivered\":%llu,\"retransmitted\":%llu,"
 			 "\"duplicates_dropped\":%llu,\"reconnects\":%llu,\"resolves\":%llu,"
-			 "\"control_requests\":%llu}",
+			 "\"control_requests\":%llu,%s}",
 			 addr, node, ep->port, (int)getpid(), outs, ep->ins_by_src.count,
 			 unacked, ep->held_bytes, (unsigned long long)s->msgs_sent,
 			 (unsigned long long)s->msgs_delivered,
@@ -307,7 +307,7 @@ static void send_pong(dicom_ep_t *ep, const struct dicom_frame *req)
 			 (unsigned long long)s->bytes_delivered, (unsigned long long)re,
 			 (unsigned long long)s->duplicates_dropped,
 			 (unsigned long long)s->reconnects, (unsigned long long)s->resolves,
-			 (unsigned long long)s->control_requests);
+			 (unsigned long long)s->control_requests, mig);
 	if (n < 0 || (size_t)n >= sizeof(json))
 		n = snprintf(json, sizeof(json), "{\"addr\":\"%s\"}", addr);
 	struct dicom_frame f = { .type = DICOM_FT_PONG, .length = (uint32_t)n,
@@ -318,16 +318,27 @@ static void send_pong(dicom_ep_t *ep, const struct dicom_frame *req)
 
 static void detach(dicom_ep_t *ep, const struct dicom_frame *req, int64_t now)
 {
-	/* "Ready" must reach the daemon before the socket closes: the
-	 * migration agent dumps the process as soon as it reads it. */
-	struct dicom_frame f = { .type = DICOM_FT_DETACH_READY, .seq = req->seq,
-				 .src = ep->self, .dst = req->src };
-	if (dicom_dl_queue(ep, &f, NULL) == 0 && ep->dl.sock)
+	/* The stub's tunnel closes first: once "ready" is read, the
+	 * migration agent dumps the process, and every socket must be gone. */
+	int tunnel_rc = ep->hooks.detach ? ep->hooks.detach() : 0;
+	/* "Ready" must reach the daemon before the socket closes. */
+	struct dicom_frame f = { .type = tunnel_rc == 0 ? DICOM_FT_DETACH_READY : DICOM_FT_ERROR,
+				 .seq = req->seq, .src = ep->self, .dst = req->src };
+	static const char why[] = "the home stub's tunnel did not drain";
+	if (tunnel_rc != 0) {
+		f.aux = (uint32_t)-DICOM_EIO;
+		f.length = sizeof(why) - 1;
+	}
+	if (dicom_dl_queue(ep, &f, tunnel_rc == 0 ? NULL : why) == 0 && ep->dl.sock)
 		dicom_write_all(ep->dl.sock->fd, ep->dl.out, ep->dl.out_len, 1000);
 	ep->dl.out_len = 0;
+	if (tunnel_rc != 0) {
+		if (ep->hooks.reattach)
+			ep->hooks.reattach();
+		return;
+	}
 	dicom_ep_close_all_sockets(ep);
-	ep->detached = 1;
-	ep->detached_until = now + (int64_t)req->aux * 1000000;
+	dicom_migrate_detach(ep, req->aux, now);
 }
 
 /* Returns -1 once the link is gone. */
@@ -354,7 +365,7 @@ static int on_frame(dicom_ep_t *ep, const struct dicom_frame *f, int64_t now)
 	case DICOM_FT_DETACH:
 		ep->stats.control_requests++;
 		detach(ep, f, now);
-		return -1;
+		return ep->dl.sock ? 0 : -1;
 	case DICOM_FT_ERROR:
 		if (ep->dl.state == DL_READY)
 			return 0; /* informational */

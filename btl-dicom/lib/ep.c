@@ -248,6 +248,7 @@ DICOM_API int dicom_ep_open(const struct dicom_ep_opts *opts, dicom_ep_t **out,
 		rc = DICOM_EIO;
 		goto fail;
 	}
+	dicom_migrate_find_hooks(ep);
 	dicom_traffic_identify(ep);
 	rc = dicom_dl_register_blocking(ep, err, errlen);
 	if (rc != DICOM_OK)

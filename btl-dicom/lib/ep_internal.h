@@ -156,6 +156,9 @@ struct dicom_ep {
 	int break_requested;
 	int detached;
 	int64_t detached_until;
+	pid_t detach_ppid;        /* a different parent means CRIU restored us */
+	int64_t reattached_ns, first_data_after_ns;
+	struct dicom_migration_hooks hooks; /* the home stub's shim, if preloaded */
 	int64_t next_timer;
 	int64_t last_app_progress;
 	int deliver_unlocked;
@@ -170,6 +173,13 @@ struct dicom_ep {
 	int thread_running;
 	int stop;           /* atomic */
 };
+
+/* migrate.c */
+void dicom_migrate_find_hooks(dicom_ep_t *ep);
+void dicom_migrate_detach(dicom_ep_t *ep, uint32_t hold_ms, int64_t now);
+int dicom_migrate_should_reattach(dicom_ep_t *ep, int64_t now);
+void dicom_migrate_reattached(dicom_ep_t *ep, int64_t now);
+int dicom_migrate_format(dicom_ep_t *ep, char *out, size_t len);
 
 /* ep.c */
 int dicom_ep_watch(dicom_ep_t *ep, struct dicom_sock *s, uint32_t events);

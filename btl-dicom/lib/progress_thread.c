@@ -29,7 +29,8 @@ static void *progress_main(void *arg)
 		 * wait; that only costs a spurious wakeup. */
 		struct pollfd pf[2] = { { .fd = ep->wake.fd, .events = POLLIN },
 					{ .fd = dfd, .events = POLLIN } };
-		int r = poll(pf, dfd >= 0 ? 2 : 1, DICOM_THREAD_TICK_MS);
+		/* Detached, the thread watches closely for the restore. */
+		int r = poll(pf, dfd >= 0 ? 2 : 1, ep->detached ? 1 : DICOM_THREAD_TICK_MS);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (__atomic_load_n(&ep->stop, __ATOMIC_ACQUIRE))
@@ -38,7 +39,7 @@ static void *progress_main(void *arg)
 		pthread_mutex_lock(&ep->lock);
 		int daemon_talks = dfd >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR));
 		int app_idle = dicom_now_ns() - ep->last_app_progress >= DICOM_APP_IDLE_NS;
-		if (ep->depth == 0 && (daemon_talks || app_idle)) {
+		if (ep->depth == 0 && (daemon_talks || app_idle || ep->detached)) {
 			ep->depth++;
 			dicom_ep_pass(ep, 0);
 			ep->depth--;

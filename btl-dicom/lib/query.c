@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "dicom_wire.h"
@@ -67,6 +70,59 @@ static int fail(char *out, size_t len, int code, const char *fmt, ...)
 	return code;
 }
 
+/* "netns:NS:NAME" reaches the dicomd named NAME inside the network
+ * namespace /run/netns/NS (abstract sockets belong to a namespace): the
+ * control plane, in the host's namespace, queries lab nodes this way.  The
+ * socket is made by a short-lived thread that entered NS, so the caller's
+ * own thread never changes namespace. */
+struct netns_connect {
+	char ns[256];
+	const char *name;
+	int fd, err;
+};
+
+static void *connect_in_netns(void *arg)
+{
+	struct netns_connect *c = arg;
+	char path[300];
+	snprintf(path, sizeof(path), "/run/netns/%s", c->ns);
+	int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0) {
+		c->err = errno;
+		if (nsfd >= 0)
+			close(nsfd);
+		return NULL;
+	}
+	close(nsfd);
+	c->fd = dicom_unix_connect(c->name, 0);
+	c->err = c->fd < 0 ? errno : 0;
+	return NULL;
+}
+
+static int query_connect(const char *name)
+{
+	if (strncmp(name, "netns:", 6) != 0)
+		return dicom_unix_connect(name, 0);
+	const char *ns = name + 6, *colon = strchr(ns, ':');
+	struct netns_connect c = { .fd = -1, .err = EINVAL };
+	if (!colon || colon == ns || (size_t)(colon - ns) >= sizeof(c.ns) ||
+	    memchr(ns, '/', (size_t)(colon - ns))) {
+		errno = EINVAL; /* a namespace name, never a path */
+		return -1;
+	}
+	memcpy(c.ns, ns, (size_t)(colon - ns));
+	c.ns[colon - ns] = '\0';
+	c.name = colon + 1;
+	pthread_t t;
+	if (pthread_create(&t, NULL, connect_in_netns, &c) != 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	pthread_join(t, NULL);
+	errno = c.err;
+	return c.fd;
+}
+
 /* Sends req and reads one reply frame of type `expect` into a heap buffer
  * (*buf, freed by the caller).  Returns DICOM_OK or an error already
  * written to out. */
@@ -76,7 +132,7 @@ static int transact(const char *daemon_name, const struct dicom_frame *req,
 {
 	const char *name = dicom_daemon_name(daemon_name);
 	*buf = NULL;
-	int fd = dicom_unix_connect(name, 0);
+	int fd = query_connect(name);
 	if (fd < 0)
 		return fail(out, len, DICOM_ENODAEMON,
 			    "no dicomd on abstract socket @%s (%s); start one with: dicomctl daemon start",

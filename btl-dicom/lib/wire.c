@@ -48,6 +48,14 @@ static const struct type_info *type_info(uint8_t type)
 	static const struct type_info loc_update = { "LOCATION_UPDATE", DICOM_WIRE_LOC_LEN,
 						     DICOM_WIRE_LOC_LEN };
 	static const struct type_info error = { "ERROR", 0, DICOM_WIRE_MAX_TEXT };
+	static const struct type_info stub_hello = { "STUB_HELLO", 0, 0 };
+	static const struct type_info stub_open = { "STUB_OPEN", 0, 64 };
+	static const struct type_info stub_data = { "STUB_DATA", 0, DICOM_WIRE_MAX_STUB };
+	static const struct type_info stub_close = { "STUB_CLOSE", 0, 0 };
+	static const struct type_info stub_drain = { "STUB_DRAIN", 0, 0 };
+	static const struct type_info stub_drained = { "STUB_DRAINED", 0, 0 };
+	static const struct type_info stub_exit = { "STUB_EXIT", 0, 0 };
+	static const struct type_info stub_signal = { "STUB_SIGNAL", 0, 0 };
 
 	switch (type) {
 	case DICOM_FT_HELLO: return &hello;
@@ -76,6 +84,14 @@ static const struct type_info *type_info(uint8_t type)
 	case DICOM_FT_LOOKUP_REPLY: return &lookup_reply;
 	case DICOM_FT_LOCATION_UPDATE: return &loc_update;
 	case DICOM_FT_ERROR: return &error;
+	case DICOM_FT_STUB_HELLO: return &stub_hello;
+	case DICOM_FT_STUB_OPEN: return &stub_open;
+	case DICOM_FT_STUB_DATA: return &stub_data;
+	case DICOM_FT_STUB_CLOSE: return &stub_close;
+	case DICOM_FT_STUB_DRAIN: return &stub_drain;
+	case DICOM_FT_STUB_DRAINED: return &stub_drained;
+	case DICOM_FT_STUB_EXIT: return &stub_exit;
+	case DICOM_FT_STUB_SIGNAL: return &stub_signal;
 	default: return NULL;
 	}
 }

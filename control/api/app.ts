@@ -16,6 +16,7 @@ import { healthRoutes } from './routes/health.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { jobRoutes, MpiJob } from './routes/jobs.js';
 import { matrixRoutes } from './routes/matrix.js';
+import { Migration, migrationRoutes } from './routes/migrations.js';
 import { HttpCounters, metricsRoutes } from './routes/metrics.js';
 import { Target, targetRoutes } from './routes/targets.js';
 import { ErrorBody } from './schemas.js';
@@ -70,6 +71,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.addSchema(Build);
   app.addSchema(Deployment);
   app.addSchema(MpiJob);
+  // Added here, not in the plugin: a schema added inside a plugin gives it a schema controller
+  // without the strict body validator above.
+  app.addSchema(Migration);
 
   await app.register(swagger, {
     openapi: {
@@ -99,5 +103,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(nodeRoutes, deps);
   await app.register(jobRoutes, deps);
   await app.register(matrixRoutes, deps);
+  await app.register(migrationRoutes, deps);
   return app;
 }

@@ -7,7 +7,11 @@ const groups: Record<string, () => Promise<{ commands: Command[] }>> = {
   lab: () => import('./commands/lab.js'),
   daemon: () => import('./commands/daemon.js'),
   bench: async () => ({
-    commands: [...(await import('./commands/bench.js')).commands, ...(await import('./commands/bench-api.js')).commands],
+    commands: [
+      ...(await import('./commands/bench.js')).commands,
+      ...(await import('./commands/bench-api.js')).commands,
+      ...(await import('./commands/bench-migration.js')).commands,
+    ],
   }),
   demo: () => import('./commands/demo.js'),
   serve: () => import('./commands/serve.js'),
@@ -17,6 +21,8 @@ const groups: Record<string, () => Promise<{ commands: Command[] }>> = {
   deployments: () => import('./commands/deployments.js'),
   nodes: () => import('./commands/nodes.js'),
   jobs: () => import('./commands/jobs.js'),
+  migrate: () => import('./commands/migrate.js'),
+  migrations: () => import('./commands/migrate.js'),
   kernel: () => import('./commands/kernel.js'),
   matrix: () => import('./commands/matrix.js'),
 };

@@ -57,3 +57,69 @@ export function queryResolve(addr: string, daemonName = 'dicomd'): Record<string
   );
   return parse(rc, text, `resolve ${addr}`);
 }
+
+/** One node in a gossip view (dicom_query_view): its load vector and how old it is. */
+export interface GossipEntry {
+  node: string;
+  /** this daemon's own, freshly sampled entry */
+  self: boolean;
+  age_ms: number;
+  /** when the origin sampled it, by the origin's clock (ms since the epoch) */
+  sampled_at_ms: number;
+  /** tasks in state R on the node when sampled */
+  runnable: number;
+  /** runnable tasks, averaged over a few seconds */
+  load: number;
+  /** CPU capacity: the node's cpuset size, less under a CPU quota */
+  cpus: number;
+  mem_free_kib: number;
+  mem_total_kib: number;
+  /** DiCOM endpoints running on the node; rank null when not an MPI rank */
+  procs: { addr: string; pid: number; rank: number | null; job: string; cpu: number }[];
+  /** traffic from an endpoint on this node: bytes since it opened, recent bytes/s */
+  pairs: { src: string; dst: string; bytes: number; rate: number }[];
+}
+
+export interface GossipView {
+  node: string;
+  period_ms: number;
+  window: number;
+  max_age_ms: number;
+  stats: Record<string, number>;
+  peers: { node: string; failures: number; retry_in_ms: number }[];
+  entries: GossipEntry[];
+  truncated: boolean;
+}
+
+/** The daemon's gossip view: its own load vector and every node's it has heard of, with ages. */
+export function queryView(daemonName = 'dicomd'): GossipView {
+  ensureOpen();
+  const { rc, text } = withOutBuffer((out) =>
+    load({ library: 'libdicom', funcName: 'dicom_query_view', retType: DataType.I32, paramsType: [DataType.String, DataType.External, DataType.U64], paramsValue: [daemonName, out, OUT_LEN] }) as number,
+  );
+  return parse(rc, text, `gossip view of @${daemonName}`) as unknown as GossipView;
+}
+
+/** Relays a PING to the endpoint addr through the dicomd daemonName; its stats and migration fields. */
+export function queryPing(addr: string, daemonName = 'dicomd'): Record<string, unknown> {
+  ensureOpen();
+  const { rc, text } = withOutBuffer((out) =>
+    load({ library: 'libdicom', funcName: 'dicom_query_ping', retType: DataType.I32, paramsType: [DataType.String, DataType.String, DataType.External, DataType.U64], paramsValue: [daemonName, addr, out, OUT_LEN] }) as number,
+  );
+  return parse(rc, text, `ping ${addr}`);
+}
+
+/**
+ * Asks the endpoint addr (registered with daemonName) to detach before a dump: its tunnel home
+ * drains and every external socket closes. It reattaches by itself once restored, or after holdMs.
+ */
+export function queryDetach(addr: string, holdMs: number, daemonName = 'dicomd'): Record<string, unknown> {
+  ensureOpen();
+  const { rc, text } = withOutBuffer((out) =>
+    load({ library: 'libdicom', funcName: 'dicom_query_detach', retType: DataType.I32, paramsType: [DataType.String, DataType.String, DataType.I32, DataType.External, DataType.U64], paramsValue: [daemonName, addr, holdMs, out, OUT_LEN] }) as number,
+  );
+  return parse(rc, text, `detach ${addr}`);
+}
+
+/** The daemon name that reaches dicomd `name` inside network namespace `ns` (a lab node). */
+export const inNetns = (ns: string, name = 'dicomd') => `netns:${ns}:${name}`;

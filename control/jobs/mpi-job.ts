@@ -8,7 +8,7 @@ import type { PrismaClient } from '../db/index.js';
 import { detectOmpi } from '../generator/detect.js';
 import { componentEnv } from '../generator/install.js';
 import { labMpirun } from '../lab/mpirun.js';
-import { defaultComponentDir } from '../paths.js';
+import { dicomRunBin, defaultComponentDir } from '../paths.js';
 import { LOCAL, resolveNodes } from './nodes.js';
 
 const MAX_OUTPUT = 1 << 20;
@@ -23,6 +23,7 @@ interface Outcome {
 }
 
 interface JobRow {
+  id: number;
   nodes: string[];
   np: number;
   program: string;
@@ -47,11 +48,14 @@ async function runLocal(job: JobRow): Promise<Outcome> {
 
 async function runLab(job: JobRow): Promise<Outcome> {
   const { remote } = await resolveNodes(job.nodes);
+  // Every lab rank starts under its home stub, so it can be migrated (POST /migrations);
+  // DICOM_JOB names the job in the ranks' environment, where the migration locator reads it.
   const r = await labMpirun({
     np: job.np,
     nodes: remote.map((n) => n.k),
-    program: job.program,
-    args: job.args,
+    program: dicomRunBin,
+    args: [job.program, ...job.args],
+    env: { DICOM_JOB: String(job.id) },
     btl: 'self,dicom',
     componentPath: job.componentDir ?? defaultComponentDir,
     mca: { pml: 'ob1', btl_dicom_daemon: job.daemon },
