@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
 		if (!strcmp(argv[i], "--name") && i + 1 < argc) name = argv[++i];
 		else if (!strcmp(argv[i], "--log") && i + 1 < argc) log = argv[++i];
 		else if (!strcmp(argv[i], "--node-addr") && i + 1 < argc) addr = argv[++i];
-		else if (!strcmp(argv[i], "--port") && i + 1 < argc) ++i;
+		else if ((!strcmp(argv[i], "--port") || !strcmp(argv[i], "--peers") || !strncmp(argv[i], "--gossip-", 9)) && i + 1 < argc) ++i;
 		else if (!strcmp(argv[i], "--help")) { puts("fake dicomd"); return 0; }
 		else { fprintf(stderr, "fake dicomd: unknown option %s\n", argv[i]); return 2; }
 	}

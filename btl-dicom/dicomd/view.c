@@ -24,10 +24,10 @@ static void entry_json(struct jbuf *j, struct gossip *g, const struct gossip_ent
 		jprintf(j, "{\"node\":\"%s\",\"error\":\"undecodable entry\"}", node);
 		return;
 	}
-	jprintf(j, "{\"node\":\"%s\",\"self\":%s,\"age_ms\":%lld,\"sample\":%llu,\"runnable\":%u,"
+	jprintf(j, "{\"node\":\"%s\",\"self\":%s,\"age_ms\":%lld,\"sampled_at_ms\":%llu,\"runnable\":%u,"
 		   "\"load\":%.3f,\"cpus\":%.3f,\"mem_free_kib\":%llu,\"mem_total_kib\":%llu,\"procs\":[",
 		node, self ? "true" : "false", (long long)(gossip_age(e, now) / 1000000),
-		(unsigned long long)e->sample, l->runnable, l->load_milli / 1000.0,
+		(unsigned long long)(e->sample / 1000000), l->runnable, l->load_milli / 1000.0,
 		l->cpu_milli / 1000.0, (unsigned long long)l->mem_free_kib,
 		(unsigned long long)l->mem_total_kib);
 	for (uint16_t i = 0; i < l->nprocs; i++) {

@@ -27,7 +27,15 @@ export interface LabState {
   /** the lab's client private key */
   identity: string;
   dicomd: boolean;
+  /** the dicomds' gossip settings (absent in a lab made before gossip) */
+  gossip?: LabGossip;
   createdAt: string;
+}
+
+export interface LabGossip {
+  periodMs: number;
+  window: number;
+  maxAgeMs: number;
 }
 
 export function readState(): LabState | null {

@@ -5,13 +5,13 @@ import path from 'node:path';
 import * as paths from '../paths.js';
 import { DICOMD_MISSING, assertExecutable } from '../daemon/daemon.js';
 import { BRIDGE_NS, LabError, SLOTS_PER_NODE, labDir, labSubnet, nodeAddr, nodeDir, nodeName, nodeNs, validateNodeCount } from './config.js';
-import { startNodeDicomd } from './dicomd.js';
+import { DEFAULT_GOSSIP, startNodeDicomd } from './dicomd.js';
 import { labDown } from './down.js';
 import { assertNoOverlap, createBridge, createNode, listLabNamespaces } from './net.js';
 import { assertLabRoutes } from './route.js';
 import { run } from './sh.js';
 import { startSshd, writeClientFiles } from './ssh.js';
-import { type LabNode, type LabState, readState, writeState } from './state.js';
+import { type LabGossip, type LabNode, type LabState, readState, writeState } from './state.js';
 
 export interface LabUpOptions {
   nodes: number;
@@ -20,6 +20,8 @@ export interface LabUpOptions {
   dicomdBin?: string;
   /** after startup, ssh from n1 into every node (default true) */
   verify?: boolean;
+  /** dicomd gossip between the nodes (defaults: 500 ms period, window 16, max age 10 s) */
+  gossip?: Partial<LabGossip>;
   log?: (msg: string) => void;
 }
 
@@ -27,6 +29,17 @@ export interface LabUpResult {
   state: LabState;
   /** milliseconds per step, and total */
   timings: Record<string, number>;
+}
+
+/** The ranges dicomd accepts, checked before anything is created. */
+function validGossip(g: LabGossip): LabGossip {
+  const check = (name: string, v: number, min: number, max: number) => {
+    if (!Number.isInteger(v) || v < min || v > max) throw new LabError(`gossip ${name} must be an integer from ${min} to ${max}, got ${String(v)}`);
+  };
+  check('period (ms)', g.periodMs, 10, 60_000);
+  check('window', g.window, 1, 1024);
+  check('max age (ms)', g.maxAgeMs, 10, 86_400_000);
+  return g;
 }
 
 export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
@@ -44,6 +57,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     }
   }
   const subnet = labSubnet();
+  const gossip = validGossip({ ...DEFAULT_GOSSIP, ...opts.gossip });
   const existing = await listLabNamespaces();
   if (existing.length > 0 || readState()) {
     throw new LabError(`a lab is already up (${existing.join(' ') || 'state file present'}); run: dicomctl lab down`);
@@ -75,7 +89,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     let dicomdPids: (number | null)[] = ks.map(() => null);
     if (withDicomd) {
       log('starting dicomd on every node');
-      dicomdPids = await Promise.all(ks.map((k) => startNodeDicomd(k, addrs[k - 1]!, bin)));
+      dicomdPids = await Promise.all(ks.map((k) => startNodeDicomd(k, addrs[k - 1]!, bin, undefined, { peers: addrs, settings: gossip, subnet: subnet.cidr })));
       lap('dicomd');
     }
 
@@ -98,6 +112,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       hostfile,
       identity,
       dicomd: withDicomd,
+      gossip,
       createdAt: new Date().toISOString(),
     };
     writeState(state);

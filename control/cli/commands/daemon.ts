@@ -1,8 +1,9 @@
 // dicomctl daemon start|stop|status: dicomd on this host, tracked by a pidfile under the state dir.
 import { type Command, int, str } from '../command.js';
-import { CliError, note, printJson, step } from '../output.js';
+import { CliError, note, printJson, printTable, step } from '../output.js';
 import { DaemonError, DEFAULT_PORT, DEFAULT_SOCKET, daemonStatus, startDaemon, stopDaemon } from '../../daemon/daemon.js';
-import { LibdicomError, queryResolve, queryStatus } from '../../dicom/libdicom.js';
+import { LibdicomError, queryResolve, queryStatus, queryView } from '../../dicom/libdicom.js';
+import { viewDetails, viewRows } from '../../cluster/gossip.js';
 
 async function cli<T>(fn: () => Promise<T>): Promise<T> {
   try {
@@ -91,6 +92,22 @@ export const commands: Command[] = [
       const r = await libdicom(() => queryResolve(addr, str(args, 'name') ?? DEFAULT_SOCKET));
       if (args.values.json) return printJson(r);
       process.stdout.write(`${addr} runs on ${String(r.node)} (endpoint port ${String(r.port)})\n`);
+    },
+  },
+  {
+    name: 'daemon view',
+    summary: "the gossip view of this node's dicomd: every node it has heard of, with load, capacity and age",
+    usage: 'daemon view [--name SOCK] [--json]',
+    options: { name: { type: 'string' } },
+    async run(args) {
+      const name = str(args, 'name') ?? DEFAULT_SOCKET;
+      const v = await libdicom(() => queryView(name));
+      if (args.values.json) return printJson(v);
+      process.stdout.write(
+        `dicomd @${name} on ${v.node}: ${v.entries.length} node${v.entries.length === 1 ? '' : 's'} known; every ${v.period_ms} ms to one of ${v.peers.length} peers, window ${v.window}, max age ${v.max_age_ms} ms\n`,
+      );
+      printTable(viewRows(v));
+      for (const line of viewDetails(v)) process.stdout.write(`  ${line}\n`);
     },
   },
 ];

@@ -20,16 +20,24 @@ export const commands: Command[] = [
   {
     name: 'lab up',
     summary: `start a lab of N nodes (netns + bridge, sshd and dicomd per node; N ≤ ${MAX_NODES})`,
-    usage: 'lab up --nodes N [--no-dicomd] [--dicomd-bin PATH] [--no-verify] [--json]',
+    usage: 'lab up --nodes N [--no-dicomd] [--dicomd-bin PATH] [--no-verify] [--gossip-period-ms MS] [--gossip-window N] [--gossip-max-age-ms MS] [--json]',
     options: {
       nodes: { type: 'string', short: 'n' },
+      'gossip-period-ms': { type: 'string' },
+      'gossip-window': { type: 'string' },
+      'gossip-max-age-ms': { type: 'string' },
       'no-dicomd': { type: 'boolean' },
       'dicomd-bin': { type: 'string' },
       'no-verify': { type: 'boolean' },
     },
     async run(args) {
       const nodes = int(args, 'nodes', 3, 1, MAX_NODES);
-      const r = await cli(() => labUp({ nodes, dicomd: !args.values['no-dicomd'], dicomdBin: str(args, 'dicomd-bin'), verify: !args.values['no-verify'], log: step }));
+      const gossip = {
+        periodMs: int(args, 'gossip-period-ms', 500, 10, 60_000),
+        window: int(args, 'gossip-window', 16, 1, 1024),
+        maxAgeMs: int(args, 'gossip-max-age-ms', 10_000, 10, 86_400_000),
+      };
+      const r = await cli(() => labUp({ nodes, dicomd: !args.values['no-dicomd'], dicomdBin: str(args, 'dicomd-bin'), verify: !args.values['no-verify'], gossip, log: step }));
       note(`lab up with ${nodes} nodes in ${secs(r.timings.total ?? 0)}`);
       if (args.values.json) return printJson({ ...r.state, timings: r.timings });
       printTable(r.state.nodes.map((n) => ({ node: n.name, netns: n.ns, addr: n.addr, sshd: n.sshdPid, dicomd: n.dicomdPid ?? '-' })));
