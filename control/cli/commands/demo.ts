@@ -8,6 +8,7 @@
 // The demo is a list of steps sharing one context (DemoContext); a step that
 // starts something registers its teardown with ctx.defer. A new step (a
 // migration, say) is one more entry in `steps`.
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApiClient, ApiClientError } from '../../api/client.js';
 import { createToken } from '../../api/auth.js';
@@ -18,6 +19,7 @@ import { buildDir } from '../../paths.js';
 import { ensureMpiPrograms } from '../../runner/prereq.js';
 import type { Command } from '../command.js';
 import { CliError, note, printTable, step } from '../output.js';
+import { phaseLine } from './migrate.js';
 
 interface JobRow extends Record<string, string | number> {
   job: string;
@@ -58,6 +60,16 @@ interface NodeView {
   healthy: boolean | null;
   dicomd: { pid: number; uptime_s: number; endpoints: unknown[]; directory: unknown[]; cache: unknown[] } | null;
   dicomdError: string | null;
+}
+
+interface MigrationRow {
+  fromNode: string;
+  toNode: string;
+  outcome: string | null;
+  downtimeMs: number | null;
+  phases: Record<string, number>;
+  failedAt: string | null;
+  error: string | null;
 }
 
 export interface DemoContext {
@@ -222,6 +234,51 @@ export const steps: DemoStep[] = [
       await runJob(ctx, 'every MPI collective', 'collectives');
       await runJob(ctx, 'ping-pong 0 B..16 MiB', 'pingpong', ['--neighbors']);
       await runJob(ctx, 'checksummed stress, 256 MiB per pair', 'stress', ['--bytes', '256M']);
+    },
+  },
+  {
+    title: () => 'live migration: ranks of a running job move between nodes (POST /migrations)',
+    async run(ctx) {
+      const stop = path.join(buildDir, `demo-migration-${process.pid}.stop`);
+      rmSync(stop, { force: true });
+      ctx.defer('remove the stop file', async () => rmSync(stop, { force: true }));
+      const args = ['--rounds', '100000', '--compute-ms', '20', '--report', '25', '--until-file', stop];
+      step(`POST /jobs: ${ctx.np} ranks of migrate_ring (ring + all-to-all, every message checked) on ${ctx.nodes.join(',')}, each rank under its home stub dicom-run`);
+      const job = await ctx.api.json<Job>('POST', '/jobs', { program: 'migrate_ring', args, np: ctx.np, nodes: ctx.nodes, componentDir: ctx.componentDir, timeoutSeconds: 300 });
+      const t0 = performance.now();
+      const moves: { rank: number; to: string }[] = [
+        { rank: 1, to: ctx.nodes[2 % ctx.nodes.length]! },
+        { rank: 0, to: ctx.nodes[1]! },
+      ];
+      for (const m of moves) {
+        let row: MigrationRow | undefined;
+        for (let tries = 0; !row; tries++) {
+          try {
+            row = await ctx.api.json<MigrationRow>('POST', '/migrations', { job: job.id, rank: m.rank, toNode: m.to });
+          } catch (e) {
+            // 404 until every rank has registered with its node's dicomd
+            if (!(e instanceof ApiClientError) || e.status !== 404 || tries > 100) throw e;
+            await sleep(200);
+          }
+        }
+        note(`rank ${m.rank}: ${row.fromNode} -> ${row.toNode} ${row.outcome}, downtime ${row.downtimeMs?.toFixed(1) ?? '-'} ms`);
+        note(`  ${phaseLine(row.phases)}`);
+        if (row.outcome !== 'succeeded') note(`  ${row.failedAt ?? ''}: ${row.error ?? ''}`);
+      }
+      await sleep(1500);
+      writeFileSync(stop, '');
+      let j = job;
+      while (j.status === 'queued' || j.status === 'running') {
+        await sleep(200);
+        j = await ctx.api.json<Job>('GET', `/jobs/${j.id}`);
+      }
+      const result = j.stdout.split('\n').find((l) => l.startsWith('RESULT')) ?? `exit ${j.exitCode ?? '-'}`;
+      note(`job ${j.id} ${j.status} after its ranks moved: ${result}`);
+      for (const m of moves) {
+        const last = j.stdout.split('\n').filter((l) => l.startsWith(`rank ${m.rank} round`)).at(-1);
+        if (last) note(`  its output still reaches mpirun: "${last}"`);
+      }
+      ctx.jobs.push({ job: 'migrate_ring, 2 live migrations', nodes: ctx.nodes.join(','), ranks: ctx.np, seconds: ((performance.now() - t0) / 1000).toFixed(1), result: j.status === 'succeeded' ? 'ok' : `FAILED (${j.exitCode ?? j.error})` });
     },
   },
   {
