@@ -97,6 +97,9 @@ struct dicom_ep_stats {
 	uint64_t retransmitted, duplicates_dropped;
 	uint64_t reconnects, resolves;
 	uint64_t control_requests;
+	/* Messages that went through the kernel mailbox (/dev/dicom/mbox)
+	 * rather than a socket: sent whole, and delivered. */
+	uint64_t kernel_sent, kernel_delivered;
 };
 
 /* Registers with the local dicomd.  On failure returns a DICOM_E* code and
@@ -120,6 +123,18 @@ DICOM_API int dicom_progress(dicom_ep_t *ep, dicom_recv_fn cb, void *ctx);
 DICOM_API int dicom_ep_busy(dicom_ep_t *ep);
 
 DICOM_API void dicom_ep_stats(dicom_ep_t *ep, struct dicom_ep_stats *out);
+
+/*
+ * The kernel backend.  When the dicom_mbox module is loaded, streams to
+ * endpoints on the same node go through kernel mailboxes instead of TCP,
+ * with the same exactly-once, in-order delivery.  $DICOM_KERNEL_MBOX picks:
+ * "auto" (the default: when the uapi's DICOM_MBOX_DEV exists), "off", or "on"
+ * (dicom_ep_open fails without the device).
+ */
+#define DICOM_KERNEL_MBOX_ENV "DICOM_KERNEL_MBOX"
+/* When set, dicom_ep_close appends the endpoint's stats as one JSON line
+ * to this file (how a finished MPI job shows which path its messages took). */
+#define DICOM_STATS_LOG_ENV "DICOM_STATS_LOG"
 
 /* Drops every connection (data and daemon), as a migration or a broken
  * network would; the next dicom_progress reconnects and retransmits. */

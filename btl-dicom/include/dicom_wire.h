@@ -107,7 +107,12 @@ enum dicom_frame_type {
 };
 
 #define DICOM_FLAG_BYPASS_CACHE 0x0001u
-#define DICOM_FLAGS_KNOWN 0x0001u
+/* DATA carried by a kernel mailbox (lib/kbackend.c) whose message exceeds
+ * the driver's msg_max travels as fragments, each a DATA frame of its own:
+ * length = this fragment's bytes, ack = their offset in the message, and
+ * MORE set on every fragment but the last.  Never valid on a socket. */
+#define DICOM_FLAG_MORE 0x0002u
+#define DICOM_FLAGS_KNOWN 0x0003u
 
 enum dicom_loc_state {
 	DICOM_LOC_NONE = 0,

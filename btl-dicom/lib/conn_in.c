@@ -29,13 +29,15 @@ void dicom_in_send_acks(dicom_ep_t *ep, int64_t now)
 	struct in_peer **pp = &ep->ack_list;
 	while (*pp) {
 		struct in_peer *p = *pp;
-		int done = p->st.delivered <= p->st.ack_sent || !p->cur;
+		int done = p->st.delivered <= p->st.ack_sent || (!p->cur && !p->kcur);
 		if (!done && dicom_instream_ack_due(&p->st, now, DICOM_ACK_DELAY_NS)) {
 			struct dicom_frame f = { .type = DICOM_FT_ACK,
 						 .ack = p->st.delivered,
 						 .src = ep->self,
 						 .dst = p->st.peer };
-			if (dicom_conn_queue_ctrl(ep, p->cur, &f) == 0) {
+			int queued = p->cur ? dicom_conn_queue_ctrl(ep, p->cur, &f)
+					    : dicom_kmbox_send_ack(ep, p);
+			if (queued == 0) {
 				dicom_instream_ack_done(&p->st, now);
 				done = 1;
 			}
@@ -73,15 +75,27 @@ void dicom_held_free_all(dicom_ep_t *ep)
 	ep->held_bytes = 0;
 }
 
-/* big, when set, already holds the payload (and is consumed here). */
-int dicom_in_on_data(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f,
+/* The stream src -> self, whichever path (socket or mailbox) carries it. */
+struct in_peer *dicom_in_peer_get(dicom_ep_t *ep, dicom_addr_t src)
+{
+	struct in_peer *p = dicom_addrmap_get(&ep->ins_by_src, src);
+	if (p)
+		return p;
+	p = calloc(1, sizeof(*p));
+	if (!p || dicom_addrmap_put(&ep->ins_by_src, src, p) < 0) {
+		free(p);
+		return NULL;
+	}
+	dicom_instream_init(&p->st, src);
+	return p;
+}
+
+/* Accepts f (a whole DATA message) into p's stream.  big, when set, already
+ * holds the payload (and is consumed here).  1 delivered, 0 a duplicate,
+ * -1 a gap or no memory (left unacked). */
+int dicom_in_deliver(dicom_ep_t *ep, struct in_peer *p, const struct dicom_frame *f,
 		     const uint8_t *data, struct held_msg *big)
 {
-	struct in_peer *p = c->rx;
-	if (!p || !dicom_addr_eq(f->src, p->st.peer) || !dicom_addr_eq(f->dst, ep->self)) {
-		dicom_msgbuf_free(big);
-		return -1;
-	}
 	switch (dicom_instream_accept(&p->st, f->seq, f->length)) {
 	case DICOM_IN_DUPLICATE:
 		ep->stats.duplicates_dropped++;
@@ -102,13 +116,20 @@ int dicom_in_on_data(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f
 		ep->cb_calls++;
 		ep->cb(ep->cb_ctx, &f->src, (uint8_t)f->aux, data, f->length);
 		dicom_msgbuf_free(big);
-		return 0;
+		return 1;
 	}
 	struct held_msg *m = big;
 	if (!m) {
 		m = dicom_msgbuf_alloc(sizeof(*m) + f->length);
-		if (!m)
-			return -1; /* unacked: the sender resends after reconnect */
+		if (!m) {
+			/* unacked: the sender resends after reconnect */
+			p->st.delivered--;
+			p->st.frames_since_ack--;
+			p->st.bytes_since_ack -= f->length;
+			ep->stats.msgs_delivered--;
+			ep->stats.bytes_delivered -= f->length;
+			return -1;
+		}
 		if (f->length)
 			memcpy(m->data, data, f->length);
 	}
@@ -116,7 +137,20 @@ int dicom_in_on_data(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f
 	m->tag = (uint8_t)f->aux;
 	m->len = f->length;
 	hold(ep, m);
-	return 0;
+	return 1;
+}
+
+int dicom_in_on_data(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f,
+		     const uint8_t *data, struct held_msg *big)
+{
+	struct in_peer *p = c->rx;
+	/* Fragments belong to the mailbox path only. */
+	if (!p || !dicom_addr_eq(f->src, p->st.peer) || !dicom_addr_eq(f->dst, ep->self) ||
+	    (f->flags & DICOM_FLAG_MORE) || f->ack) {
+		dicom_msgbuf_free(big);
+		return -1;
+	}
+	return dicom_in_deliver(ep, p, f, data, big) < 0 ? -1 : 0;
 }
 
 int dicom_in_on_hello(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f)
@@ -132,18 +166,13 @@ int dicom_in_on_hello(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *
 		dicom_conn_queue_ctrl(ep, c, &nh);
 		return c->sock.dead ? -1 : 0;
 	}
-	struct in_peer *p = dicom_addrmap_get(&ep->ins_by_src, f->src);
-	if (!p) {
-		p = calloc(1, sizeof(*p));
-		if (!p || dicom_addrmap_put(&ep->ins_by_src, f->src, p) < 0) {
-			free(p);
-			return -1;
-		}
-		dicom_instream_init(&p->st, f->src);
-	}
+	struct in_peer *p = dicom_in_peer_get(ep, f->src);
+	if (!p)
+		return -1;
 	dicom_instream_set_sender_window(&p->st, (size_t)f->aux * 1024);
 	c->rx = p;
 	p->cur = c;
+	p->kcur = 0;
 	struct dicom_frame ha = { .type = DICOM_FT_HELLO_ACK, .ack = p->st.delivered,
 				  .src = ep->self, .dst = f->src };
 	if (dicom_conn_queue_ctrl(ep, c, &ha) < 0)

@@ -46,6 +46,7 @@ void dicom_out_close(dicom_ep_t *ep, struct out_peer *p)
 		dicom_conn_close(ep, c);
 	}
 	dicom_outstream_disconnect(&p->st);
+	p->kstate = KM_NONE; /* a mailbox stream starts again with a HELLO too */
 	if (p->state == OUT_CONNECTING || p->state == OUT_HELLO ||
 	    p->state == OUT_ESTABLISHED)
 		p->state = OUT_IDLE;
@@ -85,7 +86,8 @@ static void out_broken(dicom_ep_t *ep, struct out_peer *p)
 	dicom_ep_timer_at(ep, 0);
 }
 
-void dicom_out_connected(dicom_ep_t *ep, struct out_peer *p)
+/* The HELLO that opens p's stream, on a socket or through the mailbox. */
+struct dicom_frame dicom_out_hello(dicom_ep_t *ep, struct out_peer *p)
 {
 	size_t kib = ep->window / 1024;
 	struct dicom_frame f = {
@@ -94,6 +96,12 @@ void dicom_out_connected(dicom_ep_t *ep, struct out_peer *p)
 		.src = ep->self,
 		.dst = p->st.dst,
 	};
+	return f;
+}
+
+void dicom_out_connected(dicom_ep_t *ep, struct out_peer *p)
+{
+	struct dicom_frame f = dicom_out_hello(ep, p);
 	dicom_frame_encode_header(&f, p->hello);
 	p->hello_off = 0;
 	p->state = OUT_HELLO;
@@ -139,6 +147,8 @@ void dicom_out_kick(dicom_ep_t *ep, struct out_peer *p, int64_t now)
 		p->state = OUT_IDLE; /* connect lazily, when there is data */
 		return;
 	}
+	if (dicom_kmbox_claims(ep, p, now))
+		return;
 	if (adopt_peer_conn(ep, p))
 		return;
 	if (p->have_loc) {
@@ -161,6 +171,7 @@ void dicom_out_resolved(dicom_ep_t *ep, struct out_peer *p,
 		p->node = loc->node;
 		p->port = loc->port;
 		p->state = OUT_IDLE;
+		dicom_kmbox_peer_active(ep, p);
 		dicom_out_kick(ep, p, now);
 		return;
 	}

@@ -278,9 +278,10 @@ static void on_registered(dicom_ep_t *ep, const struct dicom_frame *f, int64_t n
 	dicom_dl_flush(ep);
 }
 
-static void send_pong(dicom_ep_t *ep, const struct dicom_frame *req)
+/* The endpoint's stats as one JSON object (PONG, DICOM_STATS_LOG). */
+int dicom_ep_stats_json(dicom_ep_t *ep, char *json, size_t len)
 {
-	char addr[32], node[INET_ADDRSTRLEN], json[DICOM_WIRE_MAX_PONG], mig[160];
+	char addr[32], node[INET_ADDRSTRLEN], mig[160];
 	if (dicom_migrate_format(ep, mig, sizeof(mig)) >= (int)sizeof(mig))
 		snprintf(mig, sizeof(mig), "\"detached\":%d", ep->detached);
 	dicom_addr_format(&ep->self, addr, sizeof(addr));
@@ -293,13 +294,14 @@ static void send_pong(dicom_ep_t *ep, const struct dicom_frame *req)
 		re += p->st.retransmitted;
 	}
 	const struct dicom_ep_stats *s = &ep->stats;
-	int n = snprintf(json, sizeof(json),
+	int n = snprintf(json, len,
 			 "{\"addr\":\"%s\",\"node\":\"%s\",\"port\":%u,\"pid\":%d,"
 			 "\"streams_out\":%zu,\"streams_in\":%zu,\"unacked_bytes\":%zu,"
 			 "\"held_bytes\":%zu,\"msgs_sent\":%llu,\"msgs_delivered\":%llu,"
 			 "\"bytes_sent\":%llu,\"bytes_delivered\":%llu,\"retransmitted\":%llu,"
 			 "\"duplicates_dropped\":%llu,\"reconnects\":%llu,\"resolves\":%llu,"
-			 "\"control_requests\":%llu,%s}",
+			 "\"control_requests\":%llu,\"kernel_mbox\":%d,"
+			 "\"kernel_sent\":%llu,\"kernel_delivered\":%llu,%s}",
 			 addr, node, ep->port, (int)getpid(), outs, ep->ins_by_src.count,
 			 unacked, ep->held_bytes, (unsigned long long)s->msgs_sent,
 			 (unsigned long long)s->msgs_delivered,
@@ -307,9 +309,18 @@ static void send_pong(dicom_ep_t *ep, const struct dicom_frame *req)
 			 (unsigned long long)s->bytes_delivered, (unsigned long long)re,
 			 (unsigned long long)s->duplicates_dropped,
 			 (unsigned long long)s->reconnects, (unsigned long long)s->resolves,
-			 (unsigned long long)s->control_requests, mig);
-	if (n < 0 || (size_t)n >= sizeof(json))
-		n = snprintf(json, sizeof(json), "{\"addr\":\"%s\"}", addr);
+			 (unsigned long long)s->control_requests, ep->kmbox != NULL,
+			 (unsigned long long)s->kernel_sent,
+			 (unsigned long long)s->kernel_delivered, mig);
+	if (n < 0 || (size_t)n >= len)
+		n = snprintf(json, len, "{\"addr\":\"%s\"}", addr);
+	return n;
+}
+
+static void send_pong(dicom_ep_t *ep, const struct dicom_frame *req)
+{
+	char json[DICOM_WIRE_MAX_PONG];
+	int n = dicom_ep_stats_json(ep, json, sizeof(json));
 	struct dicom_frame f = { .type = DICOM_FT_PONG, .length = (uint32_t)n,
 				 .seq = req->seq, .src = ep->self, .dst = req->src };
 	dicom_dl_queue(ep, &f, json);
@@ -338,6 +349,8 @@ static void detach(dicom_ep_t *ep, const struct dicom_frame *req, int64_t now)
 		return;
 	}
 	dicom_ep_close_all_sockets(ep);
+	/* CRIU cannot dump a driver's file; the rank uses sockets from now on. */
+	dicom_kmbox_close(ep);
 	dicom_migrate_detach(ep, req->aux, now);
 }
 

@@ -2,6 +2,7 @@
 /* Endpoint lifecycle, the public send/progress calls and the progress pass. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +158,7 @@ int dicom_ep_pass(dicom_ep_t *ep, int app)
 	if (now >= ep->next_timer) {
 		ep->next_timer = INT64_MAX;
 		dicom_dl_maintain(ep, now);
+		dicom_kmbox_timers(ep, now);
 		dicom_out_timers(ep, now);
 		dicom_traffic_maintain(ep, now);
 	}
@@ -180,6 +182,9 @@ int dicom_ep_pass(dicom_ep_t *ep, int app)
 			 * socket and let the senders' windows push back. */
 			dicom_conn_event(ep, s->owner, evs[i].events,
 					 app || ep->held_bytes <= DICOM_HELD_MAX);
+			break;
+		case SK_MBOX:
+			dicom_kmbox_event(ep, app || ep->held_bytes <= DICOM_HELD_MAX);
 			break;
 		case SK_WAKE: {
 			uint64_t v;
@@ -253,6 +258,9 @@ DICOM_API int dicom_ep_open(const struct dicom_ep_opts *opts, dicom_ep_t **out,
 	rc = dicom_dl_register_blocking(ep, err, errlen);
 	if (rc != DICOM_OK)
 		goto fail;
+	rc = dicom_kmbox_open(ep, err, errlen);
+	if (rc != DICOM_OK)
+		goto fail;
 	ep->last_app_progress = dicom_now_ns();
 	if (opts && opts->progress_thread && dicom_thread_start(ep) != 0) {
 		snprintf(err, errlen, "cannot start the progress thread: %s", strerror(errno));
@@ -266,13 +274,36 @@ fail:
 	return rc;
 }
 
+/* One JSON line per endpoint, appended whole (O_APPEND) so the ranks of a
+ * job can share the file. */
+static void log_stats(dicom_ep_t *ep)
+{
+	const char *path = getenv(DICOM_STATS_LOG_ENV);
+	if (!path || !*path || ep->self.home_pid == 0)
+		return;
+	char line[DICOM_WIRE_MAX_PONG + 1];
+	int n = dicom_ep_stats_json(ep, line, sizeof(line) - 1);
+	if (n <= 0)
+		return;
+	line[n++] = '\n';
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	if (write(fd, line, (size_t)n) != n) {
+		/* best effort: the endpoint is closing either way */
+	}
+	close(fd);
+}
+
 DICOM_API void dicom_ep_close(dicom_ep_t *ep)
 {
 	if (!ep)
 		return;
 	dicom_thread_stop(ep);
 	pthread_mutex_lock(&ep->lock);
+	log_stats(ep);
 	dicom_dl_deregister(ep);
+	dicom_kmbox_close(ep);
 	dicom_ep_close_all_sockets(ep);
 	free_graveyard(ep);
 	struct out_peer *p = ep->outs;
@@ -285,8 +316,10 @@ DICOM_API void dicom_ep_close(dicom_ep_t *ep)
 	struct dicom_addrmap_iter it = { 0 };
 	struct in_peer *ip;
 	if (ep->ins_by_src.buckets)
-		while ((ip = dicom_addrmap_next(&ep->ins_by_src, &it, NULL)))
+		while ((ip = dicom_addrmap_next(&ep->ins_by_src, &it, NULL))) {
+			dicom_kmbox_in_free(ip);
 			free(ip);
+		}
 	dicom_addrmap_destroy(&ep->outs_by_dst);
 	dicom_addrmap_destroy(&ep->ins_by_src);
 	dicom_held_free_all(ep);

@@ -30,7 +30,7 @@
 #define DICOM_DL_IN_CAP 8192
 #define DICOM_DL_OUT_CAP (1u << 20)
 
-enum dicom_sock_kind { SK_LISTEN, SK_DAEMON, SK_CONN, SK_WAKE };
+enum dicom_sock_kind { SK_LISTEN, SK_DAEMON, SK_CONN, SK_WAKE, SK_MBOX };
 
 /* One per open socket instance.  epoll events carry a pointer to it; after
  * close it is marked dead and freed only once the progress pass ends, so a
@@ -53,6 +53,20 @@ enum out_state {
 	OUT_ESTABLISHED,
 };
 
+enum kernel_refusal {
+	KR_NONE,
+	KR_UNTIL_ACTIVE, /* no mailbox while the peer may still be starting */
+	KR_FOR_GOOD,     /* no mailbox there, or not dst: sockets from now on */
+};
+
+/* The mailbox side of a stream (kbackend.c); while it is not KM_NONE the
+ * socket side stays OUT_IDLE. */
+enum kmbox_state {
+	KM_NONE,  /* sockets, or not decided yet */
+	KM_HELLO, /* HELLO sent through the mailbox, waiting for HELLO_ACK */
+	KM_ON,    /* DATA goes through the mailbox */
+};
+
 struct conn;
 
 /* Sender side of the stream self -> dst and the connection it uses. */
@@ -71,6 +85,14 @@ struct out_peer {
 	uint64_t bytes_sent; /* since open; dicomd gossips it per rank pair */
 	int64_t retry_at;
 	int64_t backoff;
+	enum kmbox_state kstate;
+	int kernel_refused;  /* enum kernel_refusal */
+	int kpeer_active;    /* the daemons reported the peer registered */
+	int khellos;         /* HELLOs sent without an answer */
+	uint64_t kprobe_seq; /* high_sent when the last probe HELLO went out */
+	uint64_t kacked;     /* st.acked when the probe clock last restarted */
+	int64_t kprobe_at;   /* probe when no ack arrives by then */
+	int64_t kretry_at;   /* the peer's mailbox was full: send again then */
 	struct out_peer *next;
 };
 
@@ -78,6 +100,11 @@ struct out_peer {
 struct in_peer {
 	struct dicom_instream st;
 	struct conn *cur; /* the connection acks go out on */
+	int kcur;         /* ... or, without one, the mailbox (kbackend.c) */
+	int kresync_sent; /* asked the sender for a HELLO after a gap */
+	uint8_t *kpart;   /* a fragmented DATA being reassembled */
+	size_t kpart_have, kpart_cap;
+	uint64_t kpart_seq;
 	int on_ack_list;
 	struct in_peer *ack_next;
 };
@@ -144,6 +171,7 @@ struct dicom_ep {
 	struct dicom_sock wake;
 	struct dicom_sock *listen;
 	struct daemon_link dl;
+	struct dicom_kmbox *kmbox; /* NULL: no kernel mailbox */
 	struct dicom_addrmap outs_by_dst;
 	struct dicom_addrmap ins_by_src;
 	struct out_peer *outs;
@@ -194,6 +222,7 @@ int dicom_ep_open_listener(dicom_ep_t *ep);
 struct out_peer *dicom_out_get(dicom_ep_t *ep, dicom_addr_t dst);
 void dicom_out_kick(dicom_ep_t *ep, struct out_peer *p, int64_t now);
 void dicom_out_flush(dicom_ep_t *ep, struct out_peer *p);
+struct dicom_frame dicom_out_hello(dicom_ep_t *ep, struct out_peer *p);
 void dicom_out_connected(dicom_ep_t *ep, struct out_peer *p);
 void dicom_out_conn_lost(dicom_ep_t *ep, struct out_peer *p, int failed);
 int dicom_out_on_frame(dicom_ep_t *ep, struct out_peer *p, const struct dicom_frame *f);
@@ -212,6 +241,9 @@ int dicom_conn_queue_ctrl(dicom_ep_t *ep, struct conn *c, const struct dicom_fra
 void dicom_conn_close(dicom_ep_t *ep, struct conn *c);
 
 /* conn_in.c */
+struct in_peer *dicom_in_peer_get(dicom_ep_t *ep, dicom_addr_t src);
+int dicom_in_deliver(dicom_ep_t *ep, struct in_peer *p, const struct dicom_frame *f,
+		     const uint8_t *data, struct held_msg *big);
 int dicom_in_on_hello(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f);
 int dicom_in_on_data(dicom_ep_t *ep, struct conn *c, const struct dicom_frame *f,
 		     const uint8_t *data, struct held_msg *big);
@@ -228,6 +260,19 @@ void dicom_dl_request_resolve(dicom_ep_t *ep, struct out_peer *p);
 void dicom_dl_deregister(dicom_ep_t *ep);
 int dicom_dl_queue(dicom_ep_t *ep, const struct dicom_frame *f, const void *payload);
 void dicom_dl_flush(dicom_ep_t *ep);
+
+/* kbackend.c: streams between endpoints of one node through /dev/dicom/mbox */
+int dicom_kmbox_open(dicom_ep_t *ep, char *err, size_t errlen);
+void dicom_kmbox_close(dicom_ep_t *ep);
+void dicom_kmbox_peer_active(dicom_ep_t *ep, struct out_peer *p);
+int dicom_kmbox_claims(dicom_ep_t *ep, struct out_peer *p, int64_t now);
+void dicom_kmbox_event(dicom_ep_t *ep, int may_read);
+int dicom_kmbox_send_ack(dicom_ep_t *ep, struct in_peer *p);
+void dicom_kmbox_timers(dicom_ep_t *ep, int64_t now);
+void dicom_kmbox_in_free(struct in_peer *p);
+
+/* daemon_client.c */
+int dicom_ep_stats_json(dicom_ep_t *ep, char *out, size_t len);
 
 /* progress_thread.c */
 int dicom_thread_start(dicom_ep_t *ep);

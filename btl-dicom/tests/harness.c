@@ -44,6 +44,12 @@ void tap_diag(const char *fmt, ...)
 	fflush(stdout);
 }
 
+void tap_skip(const char *why)
+{
+	printf("ok %d # SKIP %s\n", ++tap_count, why);
+	fflush(stdout);
+}
+
 int tap_done(void)
 {
 	printf("1..%d\n", tap_count);

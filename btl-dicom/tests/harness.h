@@ -13,6 +13,7 @@
 
 __attribute__((format(printf, 2, 3))) int tap_ok(int cond, const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void tap_diag(const char *fmt, ...);
+void tap_skip(const char *why);
 /* Prints the plan and returns the exit status (1 if anything failed). */
 int tap_done(void);
 

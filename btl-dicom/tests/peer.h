@@ -3,8 +3,8 @@
  * Two-process message exchange used by the integration tests.  Each side
  * sends N messages of pseudo-random size; every message carries its index
  * and a checksum, and the receiver checks index == expected (exactly once,
- * in order), the size and the checksum.  Included by test_exchange.c and
- * test_breaks.c only.
+ * in order), the size and the checksum.  Included by test_exchange.c,
+ * test_breaks.c and test_kmbox.c only.
  */
 #ifndef DICOM_TEST_PEER_H
 #define DICOM_TEST_PEER_H
