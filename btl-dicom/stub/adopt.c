@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile pid_t command_pid;
@@ -72,6 +73,7 @@ int main(int argc, char **argv)
 		return code;
 	}
 	close(report[0]);
+	pid_t caller = getppid();
 	setsid();
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
 		perror("dicom-adopt: PR_SET_CHILD_SUBREAPER");
@@ -86,10 +88,25 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dicom-adopt: cannot execute %s: %s\n", argv[1], strerror(errno));
 		_exit(127);
 	}
+	/* The caller may be killed before it learned COMMAND's PID: then
+	 * the report pipe breaks, and COMMAND must not outlive it. */
 	int st = 0;
 	unsigned char code = 2;
-	if (cmd > 0 && waitpid(cmd, &st, 0) == cmd)
-		code = (unsigned char)status_code(st);
+	while (cmd > 0) {
+		pid_t w = waitpid(cmd, &st, WNOHANG);
+		if (w == cmd) {
+			code = (unsigned char)status_code(st);
+			break;
+		}
+		if (w < 0 && errno != EINTR)
+			break;
+		if (getppid() != caller) {
+			kill(cmd, SIGKILL);
+			continue;
+		}
+		struct timespec tick = { 0, 10 * 1000 * 1000 };
+		nanosleep(&tick, NULL);
+	}
 	if (write(report[1], &code, 1) != 1) {
 		/* the caller is gone; keep reaping anyway */
 	}

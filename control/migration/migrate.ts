@@ -190,8 +190,17 @@ export async function migrateRank(o: MigrateOptions): Promise<MigrationOutcome> 
     // 4. restore on the target, same PID
     t0 = performance.now();
     const restore = await oneRestoreAtATime(() => runCriu([...enterProcess(to.sshdPid), dicomAdoptBin], ['restore', '--shell-job', '-d'], dst, 'restore.log', { onStart: o.onRestoreStart }));
-    if (!restore.ok) return await rollback('restore', `restore: ${restore.error}`);
-    mark('restore', t0);
+    if (!restore.ok) {
+      // Stopped too late, the restore may have finished: a rank that runs and answers on the
+      // target may already have exchanged messages there, and its old images must not be revived.
+      if (pidAlive(pid) && netnsOf(pid) === nsInode(to.ns) && (await waitReattached(o.addr, to, 2000))) {
+        mark('restore', t0);
+      } else {
+        return await rollback('restore', `restore: ${restore.error}`);
+      }
+    } else {
+      mark('restore', t0);
+    }
 
     // 5. reattach: registered with the target's dicomd, the home directory updated
     t0 = performance.now();
@@ -212,8 +221,8 @@ export async function migrateRank(o: MigrateOptions): Promise<MigrationOutcome> 
     return result('succeeded', to, { downtimeMs, imageBytes });
 
     async function rollback(at: Phase, error: string): Promise<MigrationOutcome> {
-      // A restore stopped half-way may leave the rank's PID taken by what it had made of it;
-      // the source copy is gone (dumped), so whatever holds the PID now is that remnant.
+      // A restore stopped half-way may leave the rank's PID taken by what it had made of it, a
+      // remnant that never ran (it would have reattached): the source copy is gone (dumped).
       await waitFor(() => !pidAlive(pid), 1000, 10);
       if (pidAlive(pid) && netnsOf(pid) !== nsInode(from.ns)) await stopPids([pid], 200);
       await waitFor(() => !pidAlive(pid), 5000, 10);
