@@ -189,13 +189,17 @@ static int cgroup_path(const char *controller, char *out, size_t len)
 	return -1;
 }
 
-/* A CFS quota in thousandths of a CPU, or 0 when there is none. */
+/* A CFS quota in thousandths of a CPU, or 0 when there is none.  dicomd
+ * must see the cgroup file systems: `ip netns exec` remounts /sys without
+ * them, so the lab enters only the node's network namespace (nsenter --net). */
 static uint32_t quota_milli(void)
 {
 	char path[512], rel[256], buf[128];
 	if (cgroup_path("cpu", rel, sizeof(rel)) == 0) {
-		static const char *const mounts[] = { "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct" };
-		for (size_t i = 0; i < 2; i++) {
+		static const char *const mounts[] = {
+			"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct",
+		};
+		for (size_t i = 0; i < sizeof(mounts) / sizeof(mounts[0]); i++) {
 			snprintf(path, sizeof(path), "%s%s/cpu.cfs_quota_us", mounts[i], rel);
 			if (read_small(path, buf, sizeof(buf)) <= 0)
 				continue;
@@ -208,8 +212,10 @@ static uint32_t quota_milli(void)
 		}
 	}
 	if (cgroup_path(NULL, rel, sizeof(rel)) == 0) {
-		static const char *const mounts[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
-		for (size_t i = 0; i < 2; i++) {
+		static const char *const mounts[] = {
+			"/sys/fs/cgroup", "/sys/fs/cgroup/unified",
+		};
+		for (size_t i = 0; i < sizeof(mounts) / sizeof(mounts[0]); i++) {
 			snprintf(path, sizeof(path), "%s%s/cpu.max", mounts[i], rel);
 			if (read_small(path, buf, sizeof(buf)) <= 0)
 				continue;

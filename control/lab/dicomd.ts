@@ -6,6 +6,7 @@ import { DEFAULT_SOCKET } from '../daemon/daemon.js';
 import { isProgram, pidAlive, spawnDetached, tail, waitFor } from '../daemon/proc.js';
 import { abstractListening } from '../daemon/socket.js';
 import { DICOMD_PORT, LabError, nodeDir, nodeName, nodeNs, parseSubnet } from './config.js';
+import { joinNodeCgroups } from './cgroup.js';
 import { assertLabRoutes } from './route.js';
 import { type LabGossip, readState } from './state.js';
 
@@ -35,9 +36,11 @@ export async function startNodeDicomd(k: number, addr: string, bin: string, time
   const g = gossip ?? (state ? { peers: state.nodes.map((n) => n.addr), settings: state.gossip ?? DEFAULT_GOSSIP, subnet: state.subnet } : null);
   const peers = (g?.peers ?? []).filter((p) => p !== addr);
   if (g && peers.length) await assertLabRoutes(nodeNs(k), peers, parseSubnet(g.subnet));
-  const argv = ['ip', 'netns', 'exec', nodeNs(k), bin, '--node-addr', addr, '--port', String(DICOMD_PORT), '--name', DEFAULT_SOCKET, '--log', log, ...(g ? gossipArgs(peers, g.settings) : [])];
+  // nsenter --net, not ip netns exec: that remounts /sys without the cgroup file systems, and
+  // dicomd reads its node's CPU quota there.
+  const argv = [...joinNodeCgroups(k), 'nsenter', `--net=/run/netns/${nodeNs(k)}`, '--', bin, '--node-addr', addr, '--port', String(DICOMD_PORT), '--name', DEFAULT_SOCKET, '--log', log, ...(g ? gossipArgs(peers, g.settings) : [])];
   const pid = spawnDetached(argv, { outFile: out });
-  // Until `ip netns exec` has exec'd dicomd, /proc/PID/net shows the host's
+  // Until nsenter has exec'd dicomd, /proc/PID/net shows the host's
   // namespace, where another @dicomd may listen: check the program first.
   const ok = await waitFor(() => !pidAlive(pid) || (isProgram(pid, 'dicomd') && abstractListening(DEFAULT_SOCKET, pid)), timeoutMs, 5);
   if (!ok || !isProgram(pid, 'dicomd')) {

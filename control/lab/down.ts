@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { pidAlive, selfAndAncestors, stopPids } from '../daemon/proc.js';
 import { BRIDGE_NS, labDir } from './config.js';
+import { labCgroupDirs, removeLabCgroups } from './cgroup.js';
 import { deleteNamespace, listLabNamespaces, nsPids } from './net.js';
 import { readState, removeLabDir } from './state.js';
 
@@ -21,7 +22,7 @@ export async function labDown(opts: { graceMs?: number; log?: (msg: string) => v
   const log = opts.log ?? (() => {});
   const namespaces = (await listLabNamespaces()).sort((a, b) => (a === BRIDGE_NS ? 1 : b === BRIDGE_NS ? -1 : a.localeCompare(b)));
   const state = readState();
-  const hadLab = namespaces.length > 0 || existsSync(labDir());
+  const hadLab = namespaces.length > 0 || existsSync(labDir()) || labCgroupDirs().length > 0;
   const spare = selfAndAncestors();
   const terminated: number[] = [];
   const killed: number[] = [];
@@ -42,6 +43,11 @@ export async function labDown(opts: { graceMs?: number; log?: (msg: string) => v
     killed.push(...r.killed);
   }
   if (killed.length) log(`killed ${killed.length} that ignored SIGTERM: ${killed.join(' ')}`);
+
+  // The nodes' cgroups (lab up --cpus/--cpu-quota), and anything that is still in them.
+  const cg = await removeLabCgroups(spare);
+  if (cg.removed.length) log(`removed cgroups ${cg.removed.join(' ')}`);
+  terminated.push(...cg.stopped);
 
   if (namespaces.length > 0) log(`deleting namespaces ${namespaces.join(' ')}`);
   for (const ns of namespaces) await deleteNamespace(ns);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { isProgram, readCmdline, stopPids } from '../daemon/proc.js';
 import { LabError, SLOTS_PER_NODE, nodeNs, parseSubnet } from './config.js';
+import { joinNodeCgroups } from './cgroup.js';
 import { nsPids } from './net.js';
 import { assertLabRoute, assertLabRoutes } from './route.js';
 import { run } from './sh.js';
@@ -34,9 +35,12 @@ function node(state: LabState, k: number): LabNode {
   return n;
 }
 
-/** argv prefix that enters node k: its netns, and its hostname when the lab uses UTS namespaces. */
+/**
+ * argv prefix that enters node k: its cgroups when its capacity is capped, its netns, and its
+ * hostname when the lab uses UTS namespaces.
+ */
 export function enterNode(n: LabNode): string[] {
-  const ns = ['ip', 'netns', 'exec', n.ns];
+  const ns = [...joinNodeCgroups(Number(n.name.slice(1))), 'ip', 'netns', 'exec', n.ns];
   return n.hostname ? [...ns, 'unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', n.hostname] : ns;
 }
 

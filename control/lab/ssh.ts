@@ -4,6 +4,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import path from 'node:path';
 import { isProgram, pidAlive, spawnDetached, tail, waitFor } from '../daemon/proc.js';
 import { tcpListening } from '../daemon/socket.js';
+import { joinNodeCgroups } from './cgroup.js';
 import { LabError, keyDir, labDir, nodeDir, nodeName, nodeNs } from './config.js';
 import { run } from './sh.js';
 
@@ -69,8 +70,8 @@ export async function startSshd(k: number, addr: string, authorizedKeys: string)
   const uts = await utsWorks();
   // Every wrapper execs, so the PID we get is sshd's own.
   const argv = uts
-    ? ['ip', 'netns', 'exec', nodeNs(k), 'unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', nodeName(k), ...sshd]
-    : ['ip', 'netns', 'exec', nodeNs(k), ...sshd];
+    ? [...joinNodeCgroups(k), 'ip', 'netns', 'exec', nodeNs(k), 'unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', nodeName(k), ...sshd]
+    : [...joinNodeCgroups(k), 'ip', 'netns', 'exec', nodeNs(k), ...sshd];
   const pid = spawnDetached(argv, { outFile: log });
   const ok = await waitFor(() => !pidAlive(pid) || tcpListening(addr, 22, pid), 5000, 5);
   if (!ok || !isProgram(pid, 'sshd')) {

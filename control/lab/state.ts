@@ -1,6 +1,7 @@
 // The lab's record of itself: stateDir/lab/state.json. Teardown does not depend on it (it
 // enumerates namespaces), so a lost or stale state file never leaves anything behind.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { NodeCapacity } from './cgroup.js';
 import { LabError, labDir, stateFile } from './config.js';
 
 export interface LabNode {
@@ -15,6 +16,8 @@ export interface LabNode {
   /** hostname seen inside the node (sshd runs under unshare --uts), or null if shared with the host */
   hostname: string | null;
   dir: string;
+  /** the node's cpuset and CPU quota when `lab up --cpus/--cpu-quota` capped it */
+  capacity?: NodeCapacity;
 }
 
 export interface LabState {

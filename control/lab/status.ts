@@ -1,6 +1,7 @@
 // lab status: each node's namespace, sshd and dicomd, checked by PID identity and listeners.
 import { isProgram } from '../daemon/proc.js';
 import { tcpListening } from '../daemon/socket.js';
+import { type NodeCapacity, readNodeCapacity } from './cgroup.js';
 import { BRIDGE_NS } from './config.js';
 import { nodeDicomdHealth } from './dicomd.js';
 import { listLabNamespaces } from './net.js';
@@ -17,6 +18,8 @@ export interface NodeStatus {
   dicomdPid: number | null;
   dicomdAlive: boolean;
   dicomdListening: boolean;
+  /** the node's cpuset / CPU quota as the kernel has them; null when not capped */
+  capacity: NodeCapacity | null;
   healthy: boolean;
 }
 
@@ -43,7 +46,7 @@ export async function labStatus(): Promise<LabStatus> {
     const sshdListening = sshdAlive && tcpListening(n.addr, 22, n.sshdPid);
     const d = nodeDicomdHealth(n.dicomdPid);
     const healthy = nsPresent && sshdAlive && sshdListening && (!state!.dicomd || (d.alive && d.listening));
-    return { name: n.name, ns: n.ns, addr: n.addr, nsPresent, sshdPid: n.sshdPid, sshdAlive, sshdListening, dicomdPid: n.dicomdPid, dicomdAlive: d.alive, dicomdListening: d.listening, healthy };
+    return { name: n.name, ns: n.ns, addr: n.addr, nsPresent, sshdPid: n.sshdPid, sshdAlive, sshdListening, dicomdPid: n.dicomdPid, dicomdAlive: d.alive, dicomdListening: d.listening, capacity: readNodeCapacity(Number(n.name.slice(1))), healthy };
   });
   const known = new Set([...(state?.nodes ?? []).map((n) => n.ns), ...(state ? [BRIDGE_NS] : [])]);
   const strayNamespaces = [...present].filter((ns) => !known.has(ns)).sort();

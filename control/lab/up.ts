@@ -5,6 +5,7 @@ import path from 'node:path';
 import * as paths from '../paths.js';
 import { DICOMD_MISSING, assertExecutable } from '../daemon/daemon.js';
 import { BRIDGE_NS, LabError, SLOTS_PER_NODE, labDir, labSubnet, nodeAddr, nodeDir, nodeName, nodeNs, validateNodeCount } from './config.js';
+import { createNodeCgroups, parseCapacity } from './cgroup.js';
 import { DEFAULT_GOSSIP, startNodeDicomd } from './dicomd.js';
 import { labDown } from './down.js';
 import { assertNoOverlap, createBridge, createNode, listLabNamespaces } from './net.js';
@@ -22,6 +23,10 @@ export interface LabUpOptions {
   verify?: boolean;
   /** dicomd gossip between the nodes (defaults: 500 ms period, window 16, max age 10 s) */
   gossip?: Partial<LabGossip>;
+  /** cpusets per node, e.g. "n1=0,n2=1" (cgroup v1 cpuset; unlisted nodes keep every CPU) */
+  cpus?: string;
+  /** CPU quotas per node in CPUs, e.g. "n1=0.5,n3=1.5" (cgroup v1 cpu, CFS quota) */
+  cpuQuota?: string;
   log?: (msg: string) => void;
 }
 
@@ -58,6 +63,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   }
   const subnet = labSubnet();
   const gossip = validGossip({ ...DEFAULT_GOSSIP, ...opts.gossip });
+  const capacity = parseCapacity(opts.cpus, opts.cpuQuota, opts.nodes);
   const existing = await listLabNamespaces();
   if (existing.length > 0 || readState()) {
     throw new LabError(`a lab is already up (${existing.join(' ') || 'state file present'}); run: dicomctl lab down`);
@@ -79,6 +85,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     log(`creating ${opts.nodes} nodes on ${subnet.cidr} (bridge in ${BRIDGE_NS})`);
     await createBridge();
     await Promise.all(ks.map((k) => createNode(k, subnet)));
+    for (const [k, c] of capacity) {
+      createNodeCgroups(k, c);
+      log(`${nodeName(k)}: ${[c.cpus !== undefined ? `cpuset ${c.cpus}` : '', c.quota !== undefined ? `quota ${c.quota} CPU` : ''].filter(Boolean).join(', ')}`);
+    }
     lap('network');
 
     const { sshConfig, identity, authorizedKeys } = await writeClientFiles(addrs);
@@ -103,6 +113,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       dicomdPid: dicomdPids[k - 1] ?? null,
       hostname: sshds[k - 1]!.hostname,
       dir: nodeDir(k),
+      ...(capacity.has(k) ? { capacity: capacity.get(k) } : {}),
     }));
     const state: LabState = {
       subnet: subnet.cidr,

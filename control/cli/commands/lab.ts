@@ -3,6 +3,7 @@ import { type Command, int, str } from '../command.js';
 import { CliError, note, printJson, printTable, step } from '../output.js';
 import { LabError, MAX_NODES, labDown, labStatus, labUp } from '../../lab/index.js';
 import { DaemonError } from '../../daemon/daemon.js';
+import { type NodeCapacity, parseCapacity } from '../../lab/cgroup.js';
 
 /** Library errors are the user's to act on: no stack trace. */
 async function cli<T>(fn: () => Promise<T>): Promise<T> {
@@ -15,14 +16,18 @@ async function cli<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const capacityText = (c: NodeCapacity | null) =>
+  c ? [c.cpus !== undefined ? `cpus ${c.cpus}` : '', c.quota !== undefined ? `quota ${c.quota}` : ''].filter(Boolean).join(', ') : 'all CPUs';
 
 export const commands: Command[] = [
   {
     name: 'lab up',
     summary: `start a lab of N nodes (netns + bridge, sshd and dicomd per node; N ≤ ${MAX_NODES})`,
-    usage: 'lab up --nodes N [--no-dicomd] [--dicomd-bin PATH] [--no-verify] [--gossip-period-ms MS] [--gossip-window N] [--gossip-max-age-ms MS] [--json]',
+    usage: 'lab up --nodes N [--cpus n1=0,n2=1] [--cpu-quota n3=0.5] [--no-dicomd] [--dicomd-bin PATH] [--no-verify] [--gossip-period-ms MS] [--gossip-window N] [--gossip-max-age-ms MS] [--json]',
     options: {
       nodes: { type: 'string', short: 'n' },
+      cpus: { type: 'string' },
+      'cpu-quota': { type: 'string' },
       'gossip-period-ms': { type: 'string' },
       'gossip-window': { type: 'string' },
       'gossip-max-age-ms': { type: 'string' },
@@ -37,10 +42,18 @@ export const commands: Command[] = [
         window: int(args, 'gossip-window', 16, 1, 1024),
         maxAgeMs: int(args, 'gossip-max-age-ms', 10_000, 10, 86_400_000),
       };
-      const r = await cli(() => labUp({ nodes, dicomd: !args.values['no-dicomd'], dicomdBin: str(args, 'dicomd-bin'), verify: !args.values['no-verify'], gossip, log: step }));
+      const cpus = str(args, 'cpus');
+      const cpuQuota = str(args, 'cpu-quota');
+      try {
+        parseCapacity(cpus, cpuQuota, nodes);
+      } catch (e) {
+        if (e instanceof LabError) throw new CliError(e.message, 2);
+        throw e;
+      }
+      const r = await cli(() => labUp({ nodes, dicomd: !args.values['no-dicomd'], dicomdBin: str(args, 'dicomd-bin'), verify: !args.values['no-verify'], gossip, cpus, cpuQuota, log: step }));
       note(`lab up with ${nodes} nodes in ${secs(r.timings.total ?? 0)}`);
       if (args.values.json) return printJson({ ...r.state, timings: r.timings });
-      printTable(r.state.nodes.map((n) => ({ node: n.name, netns: n.ns, addr: n.addr, sshd: n.sshdPid, dicomd: n.dicomdPid ?? '-' })));
+      printTable(r.state.nodes.map((n) => ({ node: n.name, netns: n.ns, addr: n.addr, sshd: n.sshdPid, dicomd: n.dicomdPid ?? '-', capacity: capacityText(n.capacity ?? null) })));
       process.stdout.write(`ssh config: ${r.state.sshConfig}\nhostfile:   ${r.state.hostfile}\n`);
     },
   },
@@ -77,6 +90,7 @@ export const commands: Command[] = [
           netns: yn(n.nsPresent),
           sshd: n.sshdAlive ? `${n.sshdPid}${n.sshdListening ? '' : ' (not listening)'}` : 'DEAD',
           dicomd: !s.dicomd ? '-' : n.dicomdAlive ? `${n.dicomdPid}${n.dicomdListening ? ' @dicomd' : ' (no @dicomd)'}` : 'DEAD',
+          capacity: capacityText(n.capacity),
           healthy: yn(n.healthy),
         })),
       );
