@@ -107,7 +107,7 @@ fi
 # progress) and unpacks them there; afterwards it is instant. Nothing is
 # installed as the host's kernel. DICOM_SKIP_KERNEL_CACHE=1 skips the download
 # (the test then fetches on demand). 6.12 is fetched by its own cell.
-KERNEL_APT=(qemu-system-x86 busybox-static cpio dwarves kmod gcc-12 git perl)
+KERNEL_APT=(qemu-system-x86 busybox-static cpio dwarves kmod gcc-12 git perl debootstrap)
 kmissing=()
 for p in "${KERNEL_APT[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || kmissing+=("$p")
@@ -119,6 +119,8 @@ if [ ${#kmissing[@]} -gt 0 ]; then
 fi
 if [ "${DICOM_SKIP_KERNEL_CACHE:-0}" != 1 ]; then
   ./bin/dicomctl kernel fetch --kernel 6.1 >/dev/null
+  # The MPI guest's bookworm root (`kernel test --mpi`): about a minute once, then instant.
+  bash ci/kernel-guest-root.sh >/dev/null
 fi
 # ---- end kernel cell ----
 

@@ -2,13 +2,17 @@
 // from one template set, and the 6.1 cell end to end: the series applies to
 // linux-source-6.1 and is checkpatch --strict clean, the DKMS module builds
 // against linux-headers-6.1, and Debian's linux-image-6.1 boots in qemu TCG,
-// loads it and passes the selftest (TAP from the guest). The 6.12 cell runs
+// loads it and passes the selftest (TAP from the guest). The first kernel's
+// cell runs with --mpi: a bookworm guest (cached root, Open MPI 4.1.4) runs
+// libdicom's kernel-backend test and a two-rank MPI pingpong over self,dicom
+// whose messages must all have gone through the mailboxes. The 6.12 cell runs
 // behind `npm run test:kernel-matrix` (or `dicomctl kernel test --kernel 6.12`).
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
+import { execa } from 'execa';
 import { type CellResult } from '../control/kernel/cell.js';
 import { applyCheck, checkpatch } from '../control/kernel/checks.js';
 import { parseTap } from '../control/kernel/guest.js';
@@ -16,7 +20,8 @@ import { prepareKernel } from '../control/kernel/packages.js';
 import { renderKernel } from '../control/kernel/render.js';
 import { addMaintainers } from '../control/kernel/series.js';
 import { featuresOf, findSeries } from '../control/kernel/versions.js';
-import { buildDir } from '../control/paths.js';
+import { guestRootDir } from '../control/kernel/mpiguest.js';
+import { buildDir, root } from '../control/paths.js';
 import { dicomctl, isRoot } from './helpers/cli.js';
 
 const kernels = (process.env.DICOM_KERNELS ?? '6.1').split(',').filter(Boolean);
@@ -109,7 +114,8 @@ const cells = new Map<string, Promise<{ r: CellResult; stdout: string; exitCode:
 function cell(kernel: string) {
   let p = cells.get(kernel);
   if (!p) {
-    p = dicomctl(['kernel', 'test', '--kernel', kernel, '--json', '--out', path.join(buildDir, 'kernel', `test-${kernel}`)], {
+    const mpi = kernel === kernels[0] ? ['--mpi'] : [];
+    p = dicomctl(['kernel', 'test', '--kernel', kernel, ...mpi, '--json', '--out', path.join(buildDir, 'kernel', `test-${kernel}`)], {
       timeoutMs: 20 * 60_000,
     }).then((x) => ({ r: JSON.parse(x.stdout) as CellResult, stdout: x.stdout, exitCode: x.exitCode, all: x.all }));
     cells.set(kernel, p);
@@ -124,7 +130,7 @@ for (const kernel of kernels) {
     t.deepEqual(failed.map((c) => `${c.name}: ${c.summary} ${c.details.join(' | ')}`), [], all.slice(-3000));
     t.is(exitCode, 0);
     t.true(r.ok);
-    t.is(r.checks.length, 6);
+    t.is(r.checks.length, kernel === kernels[0] ? 7 : 6);
     t.is(r.artifacts.series.length, 4);
     t.regex(r.checks[2]!.summary, /^0 errors, 0 warnings, 0 checks in \d+ lines of 4 patches$/);
     t.regex(r.checks[3]!.summary, new RegExp(`vermagic ${r.packages!.release.replace(/[.+]/g, '\\$&')} `));
@@ -145,6 +151,47 @@ for (const kernel of kernels) {
     t.regex(await readFile(r.artifacts.bootLog!, 'utf8'), /DICOM-TAP-END rc=0/);
   });
 }
+
+cellTest(`kernel ${kernels[0]} MPI guest: libdicom's kernel backend and a two-rank MPI job through the mailboxes`, async (t) => {
+  const { r } = await cell(kernels[0]!);
+  const m = r.mpi;
+  t.truthy(m, 'the --mpi cell reports the MPI guest');
+  const check = r.checks.find((c) => c.name.includes('MPI job over the kernel mailboxes'));
+  t.true(check?.ok, `${check?.summary} ${check?.details.join(' | ')}`);
+  t.is(m!.tap.planned, 4);
+  t.is(m!.tap.passed, 4);
+  const line = (n: number) => m!.tap.lines.find((l) => l.startsWith(`ok ${n} `)) ?? '';
+  t.regex(line(1), /test_kmbox\): 11 ok, 0 not ok/);
+  t.regex(line(3), /pingpong \(0 B\.\.16 MiB\): RESULT ok ranks=2 .*max_size=16777216/);
+  // Both ranks: every message each received came out of its mailbox.
+  const counts = [...line(4).matchAll(/kernel_sent=(\d+) kernel_delivered=(\d+)\/(\d+)/g)];
+  t.is(counts.length, 2, line(4));
+  for (const [, sent, kernel, all] of counts) {
+    t.true(Number(sent) > 0 && Number(kernel) > 0 && kernel === all, line(4));
+  }
+  // The same counter reads 0 when the backend is off (test_kmbox's socket run).
+  t.true(m!.tap.lines.some((l) => /^# ok \d+ - off: no message in the mailboxes \(kernel_sent 0\)/.test(l)));
+  t.regex(await readFile(r.artifacts.mpiBootLog!, 'utf8'), /DICOM-TAP-END rc=0/);
+  t.log(
+    `MPI guest on ${r.packages!.release}: root ${m!.rootSeconds.toFixed(1)} s, host builds ${m!.buildSeconds.toFixed(1)} s, ` +
+      `boot ${m!.timings.bootSeconds!.toFixed(1)} s, checks ${m!.timings.selftestSeconds!.toFixed(1)} s, qemu ${m!.timings.totalSeconds.toFixed(1)} s`,
+  );
+});
+
+cellTest('the guest root is cached: ci/kernel-guest-root.sh returns at once, and refuses bad usage', async (t) => {
+  await cell(kernels[0]!); // the cell made it
+  const script = path.join(root, 'ci/kernel-guest-root.sh');
+  const t0 = performance.now();
+  const again = await execa('bash', [script], { reject: false });
+  t.is(again.exitCode, 0, again.stderr);
+  t.regex(again.stderr, /cached: /);
+  t.is(again.stdout.trim(), guestRootDir);
+  t.true(performance.now() - t0 < 10_000);
+  t.true(existsSync(path.join(guestRootDir, 'usr/bin/mpirun')));
+  const bad = await execa('bash', [script, '--bogus'], { reject: false });
+  t.is(bad.exitCode, 2);
+  t.regex(bad.stderr, /usage: .*--path\|--rebuild/);
+});
 
 cellTest('the checks can fail: a series for another tree, a checkpatch violation', async (t) => {
   const kernel = kernels[0]!;

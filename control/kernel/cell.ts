@@ -3,6 +3,7 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { applyCheck, buildModule, buildSelftest, checkpatch, type CheckResult } from './checks.js';
+import { runMpiGuest } from './mpiguest.js';
 import { bootGuest, buildInitramfs, type BootResult, type GuestTimings, type TapSummary } from './guest.js';
 import { withDirLock } from './lock.js';
 import { type KernelPackages, prepareKernel, type Progress } from './packages.js';
@@ -16,6 +17,8 @@ export interface CellOptions {
   outDir: string;
   boot: boolean;
   bootTimeoutSeconds: number;
+  /** also run a two-rank MPI job over the kernel mailboxes in a bookworm guest */
+  mpi?: boolean;
   progress: Progress;
 }
 
@@ -32,8 +35,10 @@ export interface CellResult {
   checks: CheckReport[];
   selftest?: TapSummary;
   timings: GuestTimings | undefined;
+  /** the MPI guest's TAP and timings (--mpi) */
+  mpi?: { tap: TapSummary; timings: GuestTimings; rootSeconds: number; buildSeconds: number };
   seconds: number;
-  artifacts: { series: string[]; dkms?: string; module?: string; initramfs?: string; bootLog?: string };
+  artifacts: { series: string[]; dkms?: string; module?: string; initramfs?: string; bootLog?: string; mpiBootLog?: string };
 }
 
 const notRun = (name: string, why: string): CheckReport => ({ name, ok: false, notRun: true, summary: `not run: ${why}`, details: [], seconds: 0 });
@@ -102,6 +107,21 @@ async function runCellLocked(o: CellOptions): Promise<CellResult> {
     result.timings = boot.timings;
     result.artifacts.bootLog = boot.log;
   }
+  if (o.mpi) {
+    const mpiName = `a two-rank MPI job over the kernel mailboxes in a bookworm guest on linux-image-${cache.pkgs.release}`;
+    if (!moduleOk || !mod.ko) {
+      checks.push(notRun(mpiName, 'the module did not build'));
+    } else {
+      const m = await runMpiGuest(cache.vmlinuz, mod.ko, o.outDir, o.bootTimeoutSeconds, o.progress).catch(
+        (e: Error): CheckResult => ({ ok: false, summary: e.message.split('\n')[0]!, details: e.message.split('\n').slice(1), seconds: 0 }),
+      );
+      add(mpiName, m);
+      if ('tap' in m) {
+        result.mpi = { tap: m.tap, timings: m.timings, rootSeconds: m.rootSeconds, buildSeconds: m.buildSeconds };
+        result.artifacts.mpiBootLog = m.log;
+      }
+    }
+  }
   result.ok = checks.every((c) => c.ok);
   result.seconds = (performance.now() - t0) / 1000;
   await writeFile(path.join(o.outDir, 'result.json'), JSON.stringify(result, null, 2) + '\n');
@@ -115,6 +135,9 @@ export function cellTap(r: CellResult): string {
     if (c.name.includes('boots') && r.selftest?.lines.length) {
       out.push('    # Subtest: selftest in the guest', ...r.selftest.lines.map((l) => `    ${l}`));
     }
+    if (c.name.includes('MPI job') && r.mpi?.tap.lines.length) {
+      out.push('    # Subtest: the MPI guest', ...r.mpi.tap.lines.map((l) => `    ${l}`));
+    }
     const skip = c.summary.startsWith('skipped') ? ' # SKIP' : '';
     out.push(`${c.ok ? 'ok' : 'not ok'} ${i + 1} - ${c.name}: ${c.summary.replace(/#/g, '')}${skip}`);
     if (!c.ok) for (const d of c.details) out.push(`# ${d}`);
@@ -124,6 +147,13 @@ export function cellTap(r: CellResult): string {
     out.push(
       `# timings: boot ${t.bootSeconds?.toFixed(2) ?? '?'} s (guest uptime ${t.guestUptimeAtInit ?? '?'} s), ` +
         `module load ${t.moduleLoadSeconds?.toFixed(2) ?? '?'} s, selftest ${t.selftestSeconds?.toFixed(2) ?? '?'} s, qemu ${t.totalSeconds.toFixed(2)} s`,
+    );
+  }
+  const m = r.mpi;
+  if (m) {
+    out.push(
+      `# MPI guest: root ${m.rootSeconds.toFixed(1)} s, host builds ${m.buildSeconds.toFixed(1)} s, boot ${m.timings.bootSeconds?.toFixed(2) ?? '?'} s, ` +
+        `checks ${m.timings.selftestSeconds?.toFixed(2) ?? '?'} s, qemu ${m.timings.totalSeconds.toFixed(2)} s`,
     );
   }
   out.push(`# kernel ${r.kernel}: ${r.ok ? 'pass' : 'FAIL'} in ${r.seconds.toFixed(1)} s`);

@@ -82,11 +82,16 @@ export function parseTap(lines: string[]): TapSummary {
 
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1bc/g;
 
-export async function bootGuest(vmlinuz: string, initrd: string, logPath: string, timeoutSeconds: number, progress: Progress): Promise<BootResult> {
+export interface BootOptions {
+  /** guest RAM; an initramfs root needs room for itself unpacked */
+  memoryMb?: number;
+}
+
+export async function bootGuest(vmlinuz: string, initrd: string, logPath: string, timeoutSeconds: number, progress: Progress, opts: BootOptions = {}): Promise<BootResult> {
   const args = [
     '--kill-after=10', String(timeoutSeconds),
     // Two vCPUs (multi-threaded TCG) so the selftest's concurrent senders really run in parallel.
-    'qemu-system-x86_64', '-accel', 'tcg', '-m', '512', '-smp', '2',
+    'qemu-system-x86_64', '-accel', 'tcg', '-m', String(opts.memoryMb ?? 512), '-smp', '2',
     '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-nic', 'none', '-no-reboot',
     '-kernel', vmlinuz, '-initrd', initrd,
     '-append', 'console=ttyS0 quiet panic=-1',

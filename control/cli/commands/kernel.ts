@@ -39,11 +39,12 @@ const progress = (line: string) => step(line);
 export const commands: Command[] = [
   {
     name: 'kernel test',
-    summary: 'one kernel cell: git apply --check, checkpatch --strict, DKMS build, qemu boot + selftest (TAP)',
-    usage: `kernel test --kernel ${supported} [--no-boot] [--timeout SECONDS] [--out DIR] [--json]`,
+    summary: 'one kernel cell: git apply --check, checkpatch --strict, DKMS build, qemu boot + selftest (TAP); --mpi adds an MPI job over the mailboxes in a bookworm guest',
+    usage: `kernel test --kernel ${supported} [--no-boot] [--mpi] [--timeout SECONDS] [--out DIR] [--json]`,
     options: {
       kernel: { type: 'string', short: 'k' },
       'no-boot': { type: 'boolean' },
+      mpi: { type: 'boolean' },
       timeout: { type: 'string' },
       out: { type: 'string' },
     },
@@ -51,7 +52,14 @@ export const commands: Command[] = [
       const series = kernelArg(args);
       const outDir = path.resolve(str(args, 'out') ?? cellDir(series));
       const r = await cli(() =>
-        runCell({ series, outDir, boot: !args.values['no-boot'], bootTimeoutSeconds: int(args, 'timeout', 300, 30, 3600), progress }),
+        runCell({
+          series,
+          outDir,
+          boot: !args.values['no-boot'],
+          mpi: Boolean(args.values.mpi),
+          bootTimeoutSeconds: int(args, 'timeout', 300, 30, 3600),
+          progress,
+        }),
       );
       if (args.values.json) printJson(r);
       else process.stdout.write(cellTap(r));
