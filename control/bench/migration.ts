@@ -71,10 +71,10 @@ export async function benchMigration(o: { sizesMiB?: number[]; json?: string; lo
     tcp: { outcome: '', failed_at: null, error: null, job_exit: -1, job_result: '' }, dicom_job_exit: {},
   };
   try {
-    for (const mib of sizes) {
-      const label = `bench-mig-${mib}`;
+    for (const [i, mib] of sizes.entries()) {
+      const label = `bench-mig-${i}-${mib}`;
       log(`dicom: ${mib} MiB resident per rank: moving rank 1 n2 -> n3 while the job runs`);
-      const job = start(tmp, label, 'self,dicom', mib, mib === sizes[0]);
+      const job = start(tmp, label, 'self,dicom', mib, i === 0);
       const r = await rank1(label);
       await sleep(3000); // "before": the job settles and ping-pongs on n1 <-> n2
       const tMove = Date.now();
@@ -88,7 +88,7 @@ export async function benchMigration(o: { sizesMiB?: number[]; json?: string; lo
       res.phases_ms[`${mib}MiB`] = out.phases;
       res.image_bytes[`${mib}MiB`] = out.imageBytes;
       log(`  ${out.outcome}: downtime ${out.downtimeMs ?? '-'} ms ${JSON.stringify(out.phases)}; job exit ${done.exitCode}${out.error ? `; ${out.error}` : ''}`);
-      if (mib === sizes[0]) {
+      if (i === 0) {
         res.latency_before_us = median(latencies(done.stdout, tMove - 2500, tMove));
         res.latency_after_us = median(latencies(done.stdout, tBack + 500, tBack + 3000));
         if (res.latency_before_us && res.latency_after_us) res.after_before_latency_ratio = Math.round((res.latency_after_us / res.latency_before_us) * 1000) / 1000;
