@@ -6,9 +6,11 @@
 // The guest boots a cached bookworm root (ci/kernel-guest-root.sh, Open MPI
 // 4.1.4 like the host) as its initramfs, followed by a small overlay archive
 // (the kernel unpacks concatenated cpio archives in order) with what the
-// host built: the module, dicomd, mca_btl_dicom.so, libdicom's test_kmbox,
-// tests/mpi's pingpong, a static busybox (insmod, ip, poweroff) and /init
-// (kernel-patches/guest/mpi-init), whose TAP comes back on the serial console.
+// host built: the module, dicomd, mca_btl_dicom.so, libdicom's test_kmbox
+// under ASan+UBSan (with the host's sanitizer runtimes; the guest's glibc is
+// the host's), tests/mpi's pingpong, a static busybox (insmod, ip, poweroff)
+// and /init (kernel-patches/guest/mpi-init), whose TAP comes back on the
+// serial console.
 import { chmod, copyFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -81,11 +83,17 @@ async function debVersion(pkg: string, dpkgStatus?: string): Promise<string | un
 }
 
 /** What the guest runs, built on the host under the shared build lock. */
-async function buildHostParts(progress: Progress): Promise<{ btl: string; testKmbox: string; pingpong: string }> {
+async function buildHostParts(progress: Progress): Promise<HostParts> {
   const lock = ['-w', '1800', BUILD_LOCK, 'nice', '-n', '10'];
-  const testKmbox = path.join(cBuildDir, 'tests', 'test_kmbox');
-  progress('  building libdicom, dicomd and test_kmbox');
-  await streamed('flock', [...lock, 'make', '-C', path.join(root, 'btl-dicom'), '-j2', 'all', testKmbox], progress, 'building libdicom');
+  const make = ['make', '-C', path.join(root, 'btl-dicom'), '-j2'];
+  progress('  building libdicom and dicomd');
+  await streamed('flock', [...lock, ...make, 'all'], progress, 'building libdicom');
+  // The sanitizer tree of `make check`; the test starts the dicomd built next to it.
+  const asanDir = path.join(cBuildDir, 'asan');
+  const testKmbox = path.join(asanDir, 'tests', 'test_kmbox');
+  const asanDicomd = path.join(asanDir, 'dicomd');
+  progress('  building test_kmbox under ASan+UBSan');
+  await streamed('flock', [...lock, ...make, `BUILD=${asanDir}`, 'SAN=1', asanDicomd, testKmbox], progress, 'building test_kmbox');
   progress('  building mca_btl_dicom.so for Open MPI 4.1 (dicomctl btl build)');
   const btlDir = path.join(buildDir, 'btl');
   await streamed('flock', [...lock, process.execPath, '--import', 'tsx', path.join(root, 'control/cli/dicomctl.ts'), 'btl', 'build', '--ompi', '4.1'], progress, 'dicomctl btl build --ompi 4.1');
@@ -93,10 +101,26 @@ async function buildHostParts(progress: Progress): Promise<{ btl: string; testKm
   const btl = path.join(btlDir, `ompi-${host?.replace(/-.*$/, '')}`, 'mca_btl_dicom.so');
   progress('  building tests/mpi');
   await streamed('flock', [...lock, 'make', '-C', path.join(root, 'tests/mpi')], progress, 'building tests/mpi');
-  return { btl, testKmbox, pingpong: path.join(buildDir, 'mpi', 'pingpong') };
+  return { btl, testKmbox, asanDicomd, sanitizerLibs: await sanitizerLibs(testKmbox), pingpong: path.join(buildDir, 'mpi', 'pingpong') };
 }
 
-async function overlay(outDir: string, ko: string, parts: { btl: string; testKmbox: string; pingpong: string }): Promise<string> {
+interface HostParts {
+  btl: string;
+  testKmbox: string;
+  asanDicomd: string;
+  sanitizerLibs: string[];
+  pingpong: string;
+}
+
+/** The sanitizer runtimes a binary loads (the guest root has no gcc). */
+async function sanitizerLibs(bin: string): Promise<string[]> {
+  const r = await execa('ldd', [bin], { reject: false });
+  const libs = [...r.stdout.matchAll(/=> (\S*lib(?:asan|ubsan)\.so\S*)/g)].map((m) => m[1]!);
+  if (libs.length === 0) throw new KernelError(`${bin} loads no sanitizer runtime (ldd: ${r.stdout.trim() || r.stderr.trim()})`);
+  return libs;
+}
+
+async function overlay(outDir: string, ko: string, parts: HostParts): Promise<string> {
   const dir = path.join(outDir, 'mpi-overlay');
   await rm(dir, { recursive: true, force: true });
   const opt = path.join(dir, 'opt/dicom');
@@ -109,7 +133,8 @@ async function overlay(outDir: string, ko: string, parts: { btl: string; testKmb
     [parts.pingpong, path.join(opt, 'pingpong')],
     [parts.btl, path.join(opt, 'btl', 'mca_btl_dicom.so')],
     // test_kmbox starts dicomd by the absolute path it was built with.
-    [dicomdBin, path.join(dir, dicomdBin)],
+    [parts.asanDicomd, path.join(dir, parts.asanDicomd)],
+    ...parts.sanitizerLibs.map((l): [string, string] => [l, path.join(dir, 'usr/lib/x86_64-linux-gnu', path.basename(l))]),
     [path.join(patchesDir, 'guest', 'mpi-init'), path.join(dir, 'init')],
   ];
   for (const [from, to] of copies) {
