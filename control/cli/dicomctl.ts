@@ -11,6 +11,7 @@ const groups: Record<string, () => Promise<{ commands: Command[] }>> = {
       ...(await import('./commands/bench.js')).commands,
       ...(await import('./commands/bench-api.js')).commands,
       ...(await import('./commands/bench-migration.js')).commands,
+      ...(await import('./commands/bench-makespan.js')).commands,
     ],
   }),
   demo: () => import('./commands/demo.js'),

@@ -12,6 +12,7 @@ import { pidAlive, sleep, stopPids, waitFor } from '../daemon/proc.js';
 import { LibdicomError, inNetns, queryDetach, queryPing, queryResolve, queryStatus } from '../dicom/libdicom.js';
 import { assertLabRoute } from '../lab/route.js';
 import { parseSubnet } from '../lab/config.js';
+import { joinNodeCgroups } from '../lab/cgroup.js';
 import { labExec } from '../lab/mpirun.js';
 import { type LabNode, type LabState, requireState } from '../lab/state.js';
 import { dicomAdoptBin, stateDir } from '../paths.js';
@@ -117,6 +118,13 @@ function sshFast(state: LabState, from: LabNode): string[] {
   return ['-o', 'ControlMaster=auto', '-o', `ControlPath=${mux}`, '-o', 'ControlPersist=60', '-c', 'aes128-gcm@openssh.com'];
 }
 
+/**
+ * A restore runs in the node's cgroups (its CPU capacity, when the lab caps it) and its
+ * namespaces; CRIU leaves cgroups alone, so the rank lands in the node's groups, not the ones
+ * it had on its source.
+ */
+const enterNodeRestore = (n: LabNode) => [...joinNodeCgroups(Number(n.name.slice(1))), ...enterProcess(n.sshdPid)];
+
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 export async function migrateRank(o: MigrateOptions): Promise<MigrationOutcome> {
@@ -199,7 +207,7 @@ export async function migrateRank(o: MigrateOptions): Promise<MigrationOutcome> 
 
     // 4. restore on the target, same PID
     t0 = performance.now();
-    const restore = await oneRestoreAtATime(() => runCriu([...enterProcess(to.sshdPid), dicomAdoptBin], ['restore', '--shell-job', '-d'], dst, 'restore.log', { onStart: o.onRestoreStart }));
+    const restore = await oneRestoreAtATime(() => runCriu([...enterNodeRestore(to), dicomAdoptBin], ['restore', '--shell-job', '-d', '--manage-cgroups=ignore'], dst, 'restore.log', { onStart: o.onRestoreStart }));
     if (!restore.ok) {
       // Stopped too late, the restore may have finished: a rank that runs and answers on the
       // target may already have exchanged messages there, and its old images must not be revived.
@@ -236,7 +244,7 @@ export async function migrateRank(o: MigrateOptions): Promise<MigrationOutcome> 
       await waitFor(() => !pidAlive(pid), 1000, 10);
       if (pidAlive(pid) && netnsOf(pid) !== nsInode(from.ns)) await stopPids([pid], 200);
       await waitFor(() => !pidAlive(pid), 5000, 10);
-      const again = await oneRestoreAtATime(() => runCriu([...enterProcess(from.sshdPid), dicomAdoptBin], ['restore', '--shell-job', '-d'], src, 'rollback.log'));
+      const again = await oneRestoreAtATime(() => runCriu([...enterNodeRestore(from), dicomAdoptBin], ['restore', '--shell-job', '-d', '--manage-cgroups=ignore'], src, 'rollback.log'));
       if (!again.ok) return result('failed', from, { failedAt: at, error: `${error}; rollback restore on ${from.name} failed too: ${again.error}`, imageBytes });
       const back = await waitReattached(o.addr, from, 10_000);
       return result(back ? 'rolled-back' : 'failed', from, { failedAt: at, error, imageBytes });

@@ -16,6 +16,9 @@
  * With --pingpong N, ranks 0 and 1 also time N small ping-pongs every
  * round and rank 0 prints "latency EPOCH_MS USEC" (the median one-way time),
  * which the migration benchmark compares before and after a move.
+ * With --work-mflop M each round computes a fixed M million multiply-adds
+ * instead of --compute-ms of wall time, so a rank that shares its CPU takes
+ * longer: the load-balancing experiment measures that.
  * Options: --rounds N (default 400), --compute-ms M (default 20),
  *          --size BYTES (ring message, default 64K), --resident SIZE
  *          (memory each rank keeps touched, default 0), --report N (50).
@@ -58,6 +61,15 @@ static void compute(int ms, volatile double *sink)
             x = x * 1.0000001 + 1e-9;
         clock_gettime(CLOCK_MONOTONIC, &t);
     } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+    *sink = x;
+}
+
+static void work(long mflop, volatile double *sink)
+{
+    double x = *sink;
+    for (long m = 0; m < mflop; m++)
+        for (int k = 0; k < 1000000; k++)
+            x = x * 1.0000001 + 1e-9;
     *sink = x;
 }
 
@@ -118,7 +130,7 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     static const char *const with_value[] = {"--rounds", "--compute-ms", "--size",
                                              "--resident", "--report", "--until-file",
-                                             "--pingpong", NULL};
+                                             "--pingpong", "--work-mflop", NULL};
     opt_check_known(argc, argv, with_value, NULL);
     if (opt_value(argc, argv, "--rounds"))
         rounds = atoi(opt_value(argc, argv, "--rounds"));
@@ -129,6 +141,9 @@ int main(int argc, char **argv)
     if (opt_value(argc, argv, "--size"))
         ring_size = (size_t)parse_size(opt_value(argc, argv, "--size"));
     const char *until_file = opt_value(argc, argv, "--until-file");
+    long work_mflop = opt_value(argc, argv, "--work-mflop") ? atol(opt_value(argc, argv, "--work-mflop")) : 0;
+    if (work_mflop < 0 || work_mflop > 100000)
+        fail("--work-mflop must be 0..100000");
     int pingpongs = opt_value(argc, argv, "--pingpong") ? atoi(opt_value(argc, argv, "--pingpong")) : 0;
     if (pingpongs < 0 || pingpongs > 10000)
         fail("--pingpong must be 0..10000");
@@ -171,7 +186,10 @@ int main(int argc, char **argv)
                                MPI_COMM_WORLD));
         for (int p = 0; p < size; p++)
             check_block(rall + block * (size_t)p, block, (uint32_t)p, (uint32_t)r, "alltoall");
-        compute(compute_ms, &sink);
+        if (work_mflop)
+            work(work_mflop, &sink);
+        else
+            compute(compute_ms, &sink);
         if (pingpongs && rank < 2)
             pingpong_round(rank, pingpongs);
         if ((r + 1) % report == 0) {
