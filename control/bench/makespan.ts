@@ -85,6 +85,7 @@ export async function benchMakespan(o: { rounds?: number; work?: number; repeats
           : null;
         const results = await Promise.all(startJobs(mode, rounds, work, tag));
         const makespan = (Date.now() - t0) / 1000;
+        const jobEnd = results.map((r) => Math.min(makespan, r.durationMs / 1000));
         await balancer?.stop();
         const ok = results.every((r) => r.exitCode === 0 && /^RESULT ok/m.test(r.stdout));
         const moves = balancer?.moves.filter((m) => m.outcome.outcome === 'succeeded') ?? [];
@@ -104,7 +105,7 @@ export async function benchMakespan(o: { rounds?: number; work?: number; repeats
               node = m.outcome.to;
               from = at;
             }
-            segments.push({ node, from_s: from, to_s: makespan });
+            segments.push({ node, from_s: from, to_s: jobEnd[JOBS.indexOf(j)]! });
             return { job: j, rank, segments };
           }));
         }
