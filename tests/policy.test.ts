@@ -101,6 +101,9 @@ test('cooldown: a rank that just moved stays; another one moves instead, and aft
   t.deepEqual(moves(both.decisions), []);
   t.is(both.skipped.length, 2);
 
+  const byAddr = run(busyPair(), { now, history: [{ addr: addrOf('n1', 1), at: now - 5_000 }] }, { cooldownSec: 30 });
+  t.deepEqual(moves(byAddr.decisions), ['J:0 n1->n2'], 'a migration record names the rank by its address');
+
   const later = run(busyPair(), { now, history: [{ job: 'J', rank: 0, at: now - 40_000 }] }, { cooldownSec: 30 });
   t.deepEqual(moves(later.decisions), ['J:0 n1->n2']);
 });
@@ -167,6 +170,9 @@ test('maxConcurrent: at most that many moves are ordered, counting those in flig
   const busy = run(view(), { inFlight: [{ job: 'J', rank: 0 }, { job: 'J', rank: 1 }] }, { maxConcurrent: 2 });
   t.is(busy.taken.length, 0);
   t.is(skipOf(busy.decisions, 0), 'already migrating');
+  const byAddr = run(view(), { inFlight: [{ addr: addrOf('n1', 3) }] }, { maxConcurrent: 2 });
+  t.is(byAddr.taken.length, 1);
+  t.is(skipOf(byAddr.decisions, 3), 'already migrating');
 
   const all = run(view(), {}, { maxConcurrent: 10 });
   t.is(all.taken.length, 3, 'three moves bring n1 from 4 to 1 load per CPU');

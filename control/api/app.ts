@@ -17,6 +17,8 @@ import { nodeRoutes } from './routes/nodes.js';
 import { jobRoutes, MpiJob } from './routes/jobs.js';
 import { matrixRoutes } from './routes/matrix.js';
 import { Migration, migrationRoutes } from './routes/migrations.js';
+import { policyRoutes } from './routes/policies.js';
+import { poolRoutes } from './routes/pools.js';
 import { HttpCounters, metricsRoutes } from './routes/metrics.js';
 import { Target, targetRoutes } from './routes/targets.js';
 import { ErrorBody } from './schemas.js';
@@ -104,5 +106,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(jobRoutes, deps);
   await app.register(matrixRoutes, deps);
   await app.register(migrationRoutes, deps);
+  await app.register(policyRoutes, deps);
+  await app.register(poolRoutes, deps);
   return app;
 }

@@ -24,6 +24,8 @@ const groups: Record<string, () => Promise<{ commands: Command[] }>> = {
   jobs: () => import('./commands/jobs.js'),
   migrate: () => import('./commands/migrate.js'),
   migrations: () => import('./commands/migrate.js'),
+  policy: () => import('./commands/policy.js'),
+  pool: () => import('./commands/pool.js'),
   kernel: () => import('./commands/kernel.js'),
   matrix: () => import('./commands/matrix.js'),
 };

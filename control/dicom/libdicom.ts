@@ -1,7 +1,7 @@
 // libdicom through ffi-rs: the control plane asks dicomd through the C
 // library, so the wire format has exactly one definition (dicom_wire.h).
 import { existsSync } from 'node:fs';
-import { DataType, load, open, restorePointer, wrapPointer } from 'ffi-rs';
+import { DataType, type JsExternal, load, open, restorePointer, wrapPointer } from 'ffi-rs';
 import { libdicomSo } from '../paths.js';
 
 export class LibdicomError extends Error {}
@@ -17,15 +17,29 @@ function ensureOpen(): void {
   opened = true;
 }
 
+const mallocOut = (): unknown => load({ library: 'libc', funcName: 'malloc', retType: DataType.External, paramsType: [DataType.U64], paramsValue: [OUT_LEN] });
+const readOut = (out: unknown): string => (restorePointer({ retType: [DataType.String], paramsValue: wrapPointer([out as JsExternal]) }) as string[])[0] ?? '';
+const freeOut = (out: unknown): void => void load({ library: 'libc', funcName: 'free', retType: DataType.Void, paramsType: [DataType.External], paramsValue: [out] });
+
 /** Calls fn(outPtr, len) with a malloc'd buffer and returns the C string it wrote. */
 function withOutBuffer(fn: (out: unknown) => number): { rc: number; text: string } {
-  const out = load({ library: 'libc', funcName: 'malloc', retType: DataType.External, paramsType: [DataType.U64], paramsValue: [OUT_LEN] });
+  const out = mallocOut();
   try {
     const rc = fn(out);
-    const [text] = restorePointer({ retType: [DataType.String], paramsValue: wrapPointer([out]) }) as string[];
-    return { rc, text: text ?? '' };
+    return { rc, text: readOut(out) };
   } finally {
-    load({ library: 'libc', funcName: 'free', retType: DataType.Void, paramsType: [DataType.External], paramsValue: [out] });
+    freeOut(out);
+  }
+}
+
+/** The same for a call ffi-rs runs on a thread of its own (runInNewThread), so the caller's event loop never waits on a daemon. */
+async function withOutBufferAsync(fn: (out: unknown) => Promise<number>): Promise<{ rc: number; text: string }> {
+  const out = mallocOut();
+  try {
+    const rc = await fn(out);
+    return { rc, text: readOut(out) };
+  } finally {
+    freeOut(out);
   }
 }
 
@@ -98,6 +112,23 @@ export function queryView(daemonName = 'dicomd'): GossipView {
     load({ library: 'libdicom', funcName: 'dicom_query_view', retType: DataType.I32, paramsType: [DataType.String, DataType.External, DataType.U64], paramsValue: [daemonName, out, OUT_LEN] }) as number,
   );
   return parse(rc, text, `gossip view of @${daemonName}`) as unknown as GossipView;
+}
+
+/** queryView for servers: the query runs off the event loop. daemonName may be inNetns(ns) for a lab node. */
+export async function queryViewAsync(daemonName = 'dicomd'): Promise<GossipView> {
+  ensureOpen();
+  const { rc, text } = await withOutBufferAsync(
+    (out) =>
+      load({
+        library: 'libdicom',
+        funcName: 'dicom_query_view',
+        retType: DataType.I32,
+        paramsType: [DataType.String, DataType.External, DataType.U64],
+        paramsValue: [daemonName, out, OUT_LEN],
+        runInNewThread: true,
+      }) as Promise<number>,
+  );
+  return parse(rc, text, `gossip view of ${daemonName.startsWith('netns:') ? daemonName : `@${daemonName}`}`) as unknown as GossipView;
 }
 
 /** Relays a PING to the endpoint addr through the dicomd daemonName; its stats and migration fields. */

@@ -17,9 +17,11 @@ export interface PolicyState {
   overloaded: string[];
 }
 
+/** A rank by its labels, or by its address (home node:pid) as migration records have it. */
 export interface RankRef {
-  job: string;
-  rank: number;
+  job?: string | null;
+  rank?: number | null;
+  addr?: string;
 }
 
 export interface PolicyInput {
@@ -113,9 +115,12 @@ export function evaluate(input: PolicyInput): PolicyResult {
 
   const pinnedJobs = new Set(p.pinnedJobs);
   const pinnedRanks = new Set(p.pinnedRanks);
-  const inFlight = new Set((input.inFlight ?? []).map((r) => refKey(r.job, r.rank)));
+  // Ranks are matched by labels and by address; both keys go into the same sets.
+  const keys = (r: RankRef) => [...(r.job != null && r.rank != null ? [refKey(r.job, r.rank)] : []), ...(r.addr ? [`@${r.addr}`] : [])];
+  const inFlight = new Set((input.inFlight ?? []).flatMap(keys));
   const lastMove = new Map<string, number>();
-  for (const h of input.history ?? []) lastMove.set(refKey(h.job, h.rank), Math.max(lastMove.get(refKey(h.job, h.rank)) ?? 0, h.at));
+  for (const h of input.history ?? []) for (const k of keys(h)) lastMove.set(k, Math.max(lastMove.get(k) ?? 0, h.at));
+  const lastMoveOf = (r: Rank) => Math.max(lastMove.get(refKey(r.job, r.rank)) ?? -Infinity, lastMove.get(`@${r.addr}`) ?? -Infinity);
 
   const taken: Decision[] = [];
   const skips = new Map<string, Decision>();
@@ -128,9 +133,9 @@ export function evaluate(input: PolicyInput): PolicyResult {
     if (r.rank === null || r.job === null) return 'not an MPI rank (its endpoint reports no rank and job)';
     if (pinnedJobs.has(r.job)) return `job ${r.job} is pinned`;
     if (pinnedRanks.has(`${r.job}:${r.rank}`)) return `rank ${r.job}:${r.rank} is pinned`;
-    if (inFlight.has(refKey(r.job, r.rank))) return 'already migrating';
-    const last = lastMove.get(refKey(r.job, r.rank));
-    if (last !== undefined && input.now - last < p.cooldownSec * 1000) {
+    if (inFlight.has(refKey(r.job, r.rank)) || inFlight.has(`@${r.addr}`)) return 'already migrating';
+    const last = lastMoveOf(r);
+    if (last > -Infinity && input.now - last < p.cooldownSec * 1000) {
       return `in cooldown: moved ${f2((input.now - last) / 1000)} s ago, cooldown ${p.cooldownSec} s`;
     }
     if (r.load < 0.01) return `uses no CPU (${f2(r.cpu)} of a CPU): moving it would not lower the load`;
@@ -167,7 +172,7 @@ export function evaluate(input: PolicyInput): PolicyResult {
     return best;
   };
 
-  let budget = p.maxConcurrent - inFlight.size;
+  let budget = p.maxConcurrent - (input.inFlight ?? []).length;
   for (;;) {
     const sources = [...cluster.nodes.values()].filter((n) => inScope(n) && isOver(n)).sort((a, b) => pressure(b) - pressure(a));
     let best: Move | undefined;
