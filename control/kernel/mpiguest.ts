@@ -132,8 +132,9 @@ async function overlay(outDir: string, ko: string, parts: HostParts): Promise<st
     [parts.testKmbox, path.join(opt, 'test_kmbox')],
     [parts.pingpong, path.join(opt, 'pingpong')],
     [parts.btl, path.join(opt, 'btl', 'mca_btl_dicom.so')],
-    // test_kmbox starts dicomd by the absolute path it was built with.
-    [parts.asanDicomd, path.join(dir, parts.asanDicomd)],
+    // test_kmbox starts this dicomd (DICOM_TEST_DICOMD in mpi-init): the path it was built
+    // with may lie under /tmp, which the guest mounts a tmpfs over.
+    [parts.asanDicomd, path.join(opt, 'asan-dicomd')],
     ...parts.sanitizerLibs.map((l): [string, string] => [l, path.join(dir, 'usr/lib/x86_64-linux-gnu', path.basename(l))]),
     [path.join(patchesDir, 'guest', 'mpi-init'), path.join(dir, 'init')],
   ];
