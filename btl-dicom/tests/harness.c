@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -128,6 +129,8 @@ static int start(struct test_daemon *d, const char *node, int fixed_port,
 		if (pid < 0)
 			return -1;
 		if (pid == 0) {
+			/* a test that dies (a sanitizer abort) takes its daemons with it */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			const char *argv[32] = { "dicomd", "--name", d->name, "--port", port,
 						 "--node-addr", d->node, "--log", d->log };
 			for (int i = 0; extra && extra[i] && i < 22; i++)
