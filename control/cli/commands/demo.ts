@@ -14,12 +14,14 @@ import { ApiClient, ApiClientError } from '../../api/client.js';
 import { createToken } from '../../api/auth.js';
 import { type Server, serve } from '../../api/server.js';
 import { releaseSignalHandlers } from '../../db/embedded.js';
-import { labDown, labStatus, labUp } from '../../lab/index.js';
-import { buildDir } from '../../paths.js';
-import { ensureMpiPrograms } from '../../runner/prereq.js';
+import { labDown, labMpirun, labStatus, labUp } from '../../lab/index.js';
+import { buildDir, defaultComponentDir, dicomRunBin } from '../../paths.js';
+import { ensureMpiPrograms, mpiProgramsDir } from '../../runner/prereq.js';
 import type { Command } from '../command.js';
 import { CliError, note, printTable, step } from '../output.js';
 import { phaseLine } from './migrate.js';
+import { startBalancer } from '../../balancer/balancer.js';
+import { withDefaults } from '../../policy/index.js';
 
 interface JobRow extends Record<string, string | number> {
   job: string;
@@ -279,6 +281,39 @@ export const steps: DemoStep[] = [
         if (last) note(`  its output still reaches mpirun: "${last}"`);
       }
       ctx.jobs.push({ job: 'migrate_ring, 2 live migrations', nodes: ctx.nodes.join(','), ranks: ctx.np, seconds: ((performance.now() - t0) / 1000).toFixed(1), result: j.status === 'succeeded' ? 'ok' : `FAILED (${j.exitCode ?? j.error})` });
+    },
+  },
+  {
+    title: () => 'load balancing: two jobs start crowded on n1; the policy (gossip view) spreads their ranks',
+    async run(ctx) {
+      // 2 ranks per job, all on n1: the policy sees n1 over 1.0 load per CPU and the others idle.
+      const params = withDefaults({ threshold: 1.0, hysteresis: 0.25, cooldownSec: 60, maxConcurrent: 1, minGain: 0.2, commCostPerGBps: 20 });
+      step(`balancer on: threshold ${params.threshold} load per CPU, hysteresis ${params.hysteresis}, cooldown ${params.cooldownSec} s, communication-aware`);
+      const balancer = startBalancer({
+        params,
+        periodMs: 1000,
+        record: (d, outcome) => {
+          if (d.action === 'migrate' && outcome) note(`  ${d.job}:${d.rank} ${outcome.from} -> ${outcome.to} ${outcome.outcome} (downtime ${outcome.downtimeMs?.toFixed(0) ?? '-'} ms): ${d.reason}`);
+        },
+      });
+      const t0 = performance.now();
+      const args = [path.join(mpiProgramsDir, 'migrate_ring'), '--rounds', '150', '--work-mflop', '20', '--report', '150', '--size', '256K'];
+      // Launched side by side with the lab's mpirun (the API's MPI worker runs one job at a time).
+      step('two jobs, A and B, 2 ranks each, every rank on n1, each under its home stub dicom-run');
+      const jobs = await Promise.all(['A', 'B'].map(async (name) => {
+        const r = await labMpirun({
+          np: 2, nodes: [1], program: dicomRunBin, args, btl: 'self,dicom', componentPath: ctx.componentDir ?? defaultComponentDir,
+          mca: { pml: 'ob1', mpi_yield_when_idle: 1 }, env: { DICOM_JOB: `demo-${name}` }, timeoutMs: 300_000,
+        });
+        return { name, r };
+      }));
+      await balancer.stop();
+      for (const { name, r } of jobs) {
+        const ok = r.exitCode === 0 && /^RESULT ok/m.test(r.stdout);
+        note(`job ${name}: ${r.stdout.split('\n').find((l) => l.startsWith('RESULT')) ?? `exit ${r.exitCode}`}`);
+        ctx.jobs.push({ job: `balanced job ${name}`, nodes: 'n1 at start', ranks: 2, seconds: (r.durationMs / 1000).toFixed(2), result: ok ? 'ok' : `FAILED (exit ${r.exitCode})` });
+      }
+      note(`${balancer.moves.filter((m) => m.outcome.outcome === 'succeeded').length} ranks moved by the policy in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     },
   },
   {
