@@ -282,6 +282,7 @@ interface NodeView {
   dicomdError: string | null;
   sshd: boolean | null;
   registered: boolean;
+  gossip: unknown;
 }
 
 lab('GET /nodes asks each lab node\'s own dicomd through libdicom, from inside its namespace', async (t) => {
@@ -296,6 +297,10 @@ lab('GET /nodes asks each lab node\'s own dicomd through libdicom, from inside i
     // the answer names the node's address and the daemon the lab started there
     t.is(n.dicomd?.node, state.nodes[i]!.addr);
     t.is(n.dicomd?.pid ?? null, state.nodes[i]!.dicomdPid);
+    // and the cluster's gossip view has an entry for it: its load vector, with its age
+    const g = n.gossip as { node?: string; cpus?: number } | null;
+    t.is(g?.node, state.nodes[i]!.addr, `gossip entry of ${n.name}: ${JSON.stringify(n.gossip)}`);
+    t.true((g?.cpus ?? 0) > 0);
   }
   t.true(lab.find((n) => n.name === 'n2')!.registered, 'detected over ssh earlier');
   t.false(ns.some((n) => n.source === 'registered' && n.name === 'n2'), 'a registered lab node is listed once');

@@ -4,6 +4,8 @@
 import path from 'node:path';
 import test from 'ava';
 import { startBalancer } from '../control/balancer/balancer.js';
+import { startPolicyRunner } from '../control/balancer/runner.js';
+import { freshDatabase, startApi } from './helpers/api.js';
 import { labDown, labMpirun, labStatus, labUp } from '../control/lab/index.js';
 import { dicomRunBin, defaultComponentDir } from '../control/paths.js';
 import { withDefaults } from '../control/policy/index.js';
@@ -57,5 +59,38 @@ lab('the policy moves ranks off an overloaded node, and the job completes correc
     t.is(m.outcome.from, 'n1');
     t.is(m.outcome.to, 'n2');
     t.regex(m.decision.reason, /overloaded/);
+  }
+});
+
+lab('an enabled policy in the job database runs by itself: its migrations and decisions are recorded', async (t) => {
+  const api = await startApi(await freshDatabase('balancer'));
+  const prisma = api.db.prisma;
+  const runner = startPolicyRunner(prisma, { checkMs: 500, periodMs: 1000 });
+  try {
+    const res = await api.req('POST', '/policies', { name: 'spread', params: { threshold: 2.0, hysteresis: 0.5, cooldownSec: 30, maxConcurrent: 1, minGain: 0.2 } });
+    t.is(res.status, 201, await res.clone().text());
+    const policy = (await res.json()) as { id: number };
+    const job = await labMpirun({
+      np: 4,
+      nodes: [1],
+      program: dicomRunBin,
+      args: [path.join(mpiProgramsDir, 'migrate_ring'), '--rounds', '250', '--work-mflop', '20', '--report', '250'],
+      btl: 'self,dicom',
+      componentPath: defaultComponentDir,
+      mca: { pml: 'ob1', mpi_yield_when_idle: 1 },
+      env: { DICOM_JOB: 'by-policy' },
+      timeoutMs: 5 * 60_000,
+    });
+    await runner.stop();
+    t.is(job.exitCode, 0, (job.stderr + job.stdout).slice(-3000));
+    t.regex(job.stdout, /^RESULT ok ranks=4/m);
+    const moves = await prisma.migration.findMany({ where: { policyId: policy.id } });
+    t.true(moves.some((m) => m.outcome === 'succeeded' && m.fromNode === 'n1' && m.toNode === 'n2'), moves.map((m) => `${m.fromNode}->${m.toNode} ${m.outcome} ${m.error ?? ''}`).join('; '));
+    const decisions = await prisma.policyDecision.findMany({ where: { policyId: policy.id, dryRun: false } });
+    t.true(decisions.some((d) => d.action === 'migrate' && /overloaded/.test(d.reason)), 'a taken decision with its reason');
+    t.true(decisions.some((d) => d.action === 'skip' && d.reason.length > 0), 'a skipped decision with its reason');
+  } finally {
+    await runner.stop();
+    await api.close();
   }
 });

@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { type Db, openDb } from '../db/index.js';
 import { type JobQueue, startQueue } from '../jobs/queue.js';
+import { startPolicyRunner } from '../balancer/runner.js';
 import { buildApp } from './app.js';
 
 export interface ServeOptions {
@@ -32,6 +33,8 @@ export async function serve(opts: ServeOptions = {}): Promise<Server> {
     queue = await startQueue(db, { concurrency: opts.concurrency, buildsDir: opts.buildsDir, log });
     const app = await buildApp({ db, queue, logger: opts.logger ? { level: 'info' } : false });
     const address = await app.listen({ port: opts.port ?? 7311, host: opts.host ?? '127.0.0.1' });
+    // Enabled load-balance policies run while a lab is up (see control/balancer/runner.ts).
+    const policies = startPolicyRunner(db.prisma, { log });
     const q = queue;
     let closing: Promise<void> | undefined;
     return {
@@ -41,6 +44,7 @@ export async function serve(opts: ServeOptions = {}): Promise<Server> {
       url: address,
       close: () =>
         (closing ??= (async () => {
+          await policies.stop();
           await app.close();
           await q.stop();
           await db.close();

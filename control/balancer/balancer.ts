@@ -14,8 +14,13 @@ export interface BalancerOptions {
   pools?: Pool[];
   periodMs?: number;
   dryRun?: boolean;
-  /** every decision; migrate decisions again with their outcome once the move is over */
-  record?: (d: Decision, outcome?: MigrationOutcome) => void | Promise<void>;
+  /** every decision (with the id of the evaluation that made it); migrate decisions again with their outcome */
+  record?: (d: Decision, outcome?: MigrationOutcome, evaluation?: string) => void | Promise<void>;
+  /** how a decided move is carried out; default: migrateRank in this process, unrecorded */
+  migrate?: (d: Decision & { toNode: string; job: string; rank: number }, from: string, to: string) => Promise<MigrationOutcome>;
+  /** the engine's memory (hysteresis) to start from, and where to keep it */
+  state?: PolicyState;
+  onState?: (s: PolicyState) => void | Promise<void>;
 }
 
 export interface Balancer {
@@ -30,7 +35,8 @@ export function startBalancer(o: BalancerOptions): Balancer {
   const moves: Balancer['moves'] = [];
   const history: (RankRef & { at: number })[] = [];
   const inFlight = new Map<string, { ref: RankRef; done: Promise<void> }>();
-  let policyState: PolicyState | undefined;
+  let policyState: PolicyState | undefined = o.state;
+  let evaluations = 0;
   let running = true;
 
   async function round(): Promise<void> {
@@ -44,16 +50,19 @@ export function startBalancer(o: BalancerOptions): Balancer {
       entries, params: o.params, pools: o.pools, state: policyState, history,
       inFlight: [...inFlight.values()].map((x) => x.ref), now: Date.now(), dryRun: o.dryRun,
     });
+    if (JSON.stringify(r.state) !== JSON.stringify(policyState)) await o.onState?.(r.state);
     policyState = r.state;
+    const evaluation = `${Date.now().toString(36)}-${(++evaluations).toString(36)}`;
     for (const d of r.decisions) {
-      await o.record?.(d);
+      await o.record?.(d, undefined, evaluation);
       if (d.action !== 'migrate' || o.dryRun || !d.toNode || d.job === null || d.rank === null) continue;
       const ref = { job: d.job, rank: d.rank };
       history.push({ ...ref, at: Date.now() });
-      const done = migrateRank({ addr: d.addr, from: nameOf(d.fromNode), to: nameOf(d.toNode) })
+      const move = { ...d, toNode: d.toNode, job: d.job, rank: d.rank };
+      const done = (o.migrate ? o.migrate(move, nameOf(d.fromNode), nameOf(d.toNode)) : migrateRank({ addr: d.addr, from: nameOf(d.fromNode), to: nameOf(d.toNode) }))
         .then(async (outcome) => {
           moves.push({ at: Date.now(), decision: d, outcome });
-          await o.record?.(d, outcome);
+          await o.record?.(d, outcome, evaluation);
         })
         .catch(async (e: unknown) => {
           const outcome: MigrationOutcome = {
@@ -61,7 +70,7 @@ export function startBalancer(o: BalancerOptions): Balancer {
             node: nameOf(d.fromNode), phases: {}, downtimeMs: null, imageBytes: 0, error: (e as Error).message, failedAt: 'check',
           };
           moves.push({ at: Date.now(), decision: d, outcome });
-          await o.record?.(d, outcome);
+          await o.record?.(d, outcome, evaluation);
         })
         .finally(() => inFlight.delete(d.addr));
       inFlight.set(d.addr, { ref, done });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { DEFAULT_SOCKET } from '../../daemon/daemon.js';
+import { type GossipView, inNetns, queryViewAsync } from '../../dicom/libdicom.js';
 import { labStatus } from '../../lab/status.js';
 import type { ApiDeps } from '../app.js';
 import { queryDicomds, stopDicomdWorker } from '../nodes/dicomd-status.js';
@@ -45,8 +46,15 @@ export const nodeRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db }
         ...inLab.map((n) => ({ netns: path.join('/run/netns', n.ns), daemon: DEFAULT_SOCKET })),
       ]);
       const reg = (name: string) => registered.find((r) => r.name === name);
+      // The gossip view (dicomd's load vectors, MOSIX infod style): a lab node's entry as the
+      // cluster sees it, from the first lab dicomd that answers; this host's from its own dicomd.
+      const view = async (daemon: string) => queryViewAsync(daemon).catch(() => null);
+      let labView: GossipView | null = null;
+      for (const n of inLab) if ((labView = await view(inNetns(n.ns, DEFAULT_SOCKET)))) break;
+      const localView = await view(DEFAULT_SOCKET);
+      const entryOf = (v: GossipView | null, node: string) => v?.entries.find((e) => e.node === node) ?? null;
       return [
-        { name: 'local', source: 'local' as const, address: '127.0.0.1', healthy: local!.status !== null, dicomd: local!.status, dicomdError: local!.error, sshd: null, registered: false, lastSeen: new Date().toISOString(), gossip: null },
+        { name: 'local', source: 'local' as const, address: '127.0.0.1', healthy: local!.status !== null, dicomd: local!.status, dicomdError: local!.error, sshd: null, registered: false, lastSeen: new Date().toISOString(), gossip: localView?.entries.find((e) => e.self) ?? null },
         ...labNodes.map((n) => {
           const a = answers[inLab.indexOf(n)] ?? { status: null, error: `namespace ${n.ns} is gone` };
           const r = reg(n.name);
@@ -60,7 +68,7 @@ export const nodeRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db }
             sshd: n.sshdAlive && n.sshdListening,
             registered: r !== undefined,
             lastSeen: r?.lastSeen?.toISOString() ?? null,
-            gossip: r?.gossip ?? null,
+            gossip: entryOf(labView, n.addr) ?? r?.gossip ?? null,
           };
         }),
         ...registered
