@@ -5,7 +5,9 @@
 // loads it and passes the selftest (TAP from the guest). The first kernel's
 // cell runs with --mpi: a bookworm guest (cached root, Open MPI 4.1.4) runs
 // libdicom's kernel-backend test and a two-rank MPI pingpong over self,dicom
-// whose messages must all have gone through the mailboxes. The 6.12 cell runs
+// whose messages must all have gone through the mailboxes, and with --relay:
+// two guests, each a node with its own dicomd holding the relay, exchange
+// messages whose every copy crosses both relays. The 6.12 cell runs
 // behind `npm run test:kernel-matrix` (or `dicomctl kernel test --kernel 6.12`).
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -114,7 +116,7 @@ const cells = new Map<string, Promise<{ r: CellResult; stdout: string; exitCode:
 function cell(kernel: string) {
   let p = cells.get(kernel);
   if (!p) {
-    const mpi = kernel === kernels[0] ? ['--mpi'] : [];
+    const mpi = kernel === kernels[0] ? ['--mpi', '--relay'] : [];
     p = dicomctl(['kernel', 'test', '--kernel', kernel, ...mpi, '--json', '--out', path.join(buildDir, 'kernel', `test-${kernel}`)], {
       timeoutMs: 20 * 60_000,
     }).then((x) => ({ r: JSON.parse(x.stdout) as CellResult, stdout: x.stdout, exitCode: x.exitCode, all: x.all }));
@@ -130,7 +132,7 @@ for (const kernel of kernels) {
     t.deepEqual(failed.map((c) => `${c.name}: ${c.summary} ${c.details.join(' | ')}`), [], all.slice(-3000));
     t.is(exitCode, 0);
     t.true(r.ok);
-    t.is(r.checks.length, kernel === kernels[0] ? 7 : 6);
+    t.is(r.checks.length, kernel === kernels[0] ? 8 : 6);
     t.is(r.artifacts.series.length, 4);
     t.regex(r.checks[2]!.summary, /^0 errors, 0 warnings, 0 checks in \d+ lines of 4 patches$/);
     t.regex(r.checks[3]!.summary, new RegExp(`vermagic ${r.packages!.release.replace(/[.+]/g, '\\$&')} `));
@@ -175,6 +177,37 @@ cellTest(`kernel ${kernels[0]} MPI guest: libdicom's kernel backend and a two-ra
   t.log(
     `MPI guest on ${r.packages!.release}: root ${m!.rootSeconds.toFixed(1)} s, host builds ${m!.buildSeconds.toFixed(1)} s, ` +
       `boot ${m!.timings.bootSeconds!.toFixed(1)} s, checks ${m!.timings.selftestSeconds!.toFixed(1)} s, qemu ${m!.timings.totalSeconds.toFixed(1)} s`,
+  );
+});
+
+cellTest(`kernel ${kernels[0]} relay guests: two nodes exchange messages through the mailboxes and dicomd's relay`, async (t) => {
+  const { r } = await cell(kernels[0]!);
+  const rl = r.relay;
+  t.truthy(rl, 'the --relay cell reports the relay guests');
+  const check = r.checks.find((c) => c.name.includes("dicomd's relay"));
+  t.true(check?.ok, `${check?.summary} ${check?.details.join(' | ')}`);
+  t.is(rl!.tap.failed, 0);
+  t.is(rl!.tap.planned, 11, 'node 0: 6 checks, node 1: 5');
+  t.is(rl!.tap.passed, 11);
+  const lines = rl!.tap.lines;
+  // Each side: every message it received came out of its mailbox through the relay.
+  const relayed = lines.filter((l) => /^ok \d+ - every message went through the relay: kernel_relayed_delivered (\d+)\/\1, kernel_relayed_sent (\d+)\/\2/.test(l));
+  t.is(relayed.length, 2, lines.join('\n'));
+  t.true(lines.some((l) => /^ok \d+ - dicomd \(ASan\+UBSan\) holds \/dev\/dicom\/relay as node 10\.77\.0\.1$/.test(l)));
+  t.true(lines.some((l) => /^ok \d+ - eth0 is 10\.77\.0\.2 on the guests' own link, 10\.77\.0\.1 is on it and nothing routes further$/.test(l)));
+  // Both dicomds carried records each way, lost none, and refused only the message to pid 1.
+  t.is(rl!.figures.relay.length, 2);
+  for (const c of rl!.figures.relay) {
+    t.true(c.out_records! > 0 && c.in_records! > 0, JSON.stringify(c));
+    t.is(c.dropped, 0, JSON.stringify(c));
+    t.is(c.too_big, 0, JSON.stringify(c));
+  }
+  t.true(rl!.figures.refusedMs! >= 0 && rl!.figures.refusedMs! < 2000);
+  for (const log of r.artifacts.relayBootLogs!) t.regex(await readFile(log, 'utf8'), /DICOM-TAP-END rc=0/);
+  t.log(
+    `relay guests on ${r.packages!.release}: exchange ${rl!.figures.exchangeSeconds.map((s) => s.toFixed(1)).join(' / ')} s, ` +
+      `refusal ${rl!.figures.refusedMs} ms, records out/in ${rl!.figures.relay.map((c) => `${c.out_records}/${c.in_records}`).join(' and ')}, ` +
+      `qemu ${rl!.timings.map((x) => x.totalSeconds.toFixed(1)).join(' / ')} s`,
   );
 });
 

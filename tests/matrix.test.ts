@@ -33,8 +33,8 @@ test('ci/matrix.json: kernels 6.1 and 6.12, Open MPI 4.1 and 5.0, the btl set pe
     [
       'btl - 4.1: btl check --ompi 4.1 --tap',
       'btl - 5.0: btl check --ompi 5.0 --tap',
-      'kernel 6.1 -: kernel test --kernel 6.1 --mpi',
-      'kernel 6.12 -: kernel test --kernel 6.12 --mpi',
+      'kernel 6.1 -: kernel test --kernel 6.1 --mpi --relay',
+      'kernel 6.12 -: kernel test --kernel 6.12 --mpi --relay',
     ],
   );
   t.true(cells.every((c) => c.command[0]!.endsWith('/bin/dicomctl')));

@@ -19,6 +19,8 @@
 
 static void set_events(struct dicomd *d, struct dconn *c, uint32_t events)
 {
+	if (c->in_paused)
+		events &= ~(uint32_t)EPOLLIN;
 	if (c->events == events)
 		return;
 	struct epoll_event ev = { .events = events, .data.ptr = c };
@@ -38,7 +40,13 @@ struct dconn *dconn_add(struct dicomd *d, int fd, enum dicomd_role role, const c
 		return NULL;
 	}
 	struct dconn *c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (c) {
+		c->in_cap = dicomd_input_cap(role);
+		c->in = malloc(c->in_cap);
+	}
+	if (!c || !c->in) {
+		if (c)
+			free(c);
 		close(fd);
 		return NULL;
 	}
@@ -50,6 +58,7 @@ struct dconn *dconn_add(struct dicomd *d, int fd, enum dicomd_role role, const c
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
 	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		close(fd);
+		free(c->in);
 		free(c);
 		return NULL;
 	}
@@ -78,6 +87,8 @@ void dconn_close(struct dicomd *d, struct dconn *c, const char *reason)
 		registry_conn_closed(d, c);
 	else if (c->role == ROLE_PEER_OUT)
 		peers_conn_closed(d, c);
+	else
+		relay_conn_closed(d, c);
 	if (c->role != ROLE_UNIX || strcmp(reason, "eof") != 0) {
 		struct logline l;
 		log_begin(&l, LOG_INFO, "conn_closed");
@@ -104,7 +115,9 @@ void dconn_free_dead(struct dicomd *d)
 	while (d->graveyard) {
 		struct dconn *c = d->graveyard;
 		d->graveyard = c->grave_next;
+		free(c->in);
 		free(c->out);
+		free(c->relay_held);
 		free(c);
 	}
 }
@@ -197,11 +210,38 @@ static void bad_frame(struct dicomd *d, struct dconn *c, const char *why)
 	dconn_close(d, c, "bad frame");
 }
 
+/* Dispatches the whole frames in c's buffer; -1 when c died of one. */
+static int parse_input(struct dicomd *d, struct dconn *c, int *frames)
+{
+	size_t off = 0;
+	while (!c->dead && !c->in_paused) {
+		struct dicom_frame f;
+		size_t used;
+		char why[200];
+		int res = dicomd_input_next(c->in + off, c->in_len - off, c->role, &f, &used, why,
+					    sizeof(why));
+		if (res == DICOMD_IN_MORE)
+			break;
+		if (res == DICOMD_IN_ERROR) {
+			bad_frame(d, c, why);
+			return -1;
+		}
+		off += used;
+		(*frames)++;
+		dispatch(d, c, &f);
+	}
+	if (c->dead)
+		return -1;
+	memmove(c->in, c->in + off, c->in_len - off);
+	c->in_len -= off;
+	return 0;
+}
+
 static void read_input(struct dicomd *d, struct dconn *c)
 {
 	int frames = 0;
-	while (!c->dead && frames < READ_FRAMES_PER_EVENT) {
-		ssize_t r = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len,
+	while (!c->dead && !c->in_paused && frames < READ_FRAMES_PER_EVENT) {
+		ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len,
 				 MSG_DONTWAIT);
 		if (r == 0) {
 			if (c->in_len) {
@@ -226,28 +266,20 @@ static void read_input(struct dicomd *d, struct dconn *c)
 			return;
 		}
 		c->in_len += (size_t)r;
-		size_t off = 0;
-		while (!c->dead) {
-			struct dicom_frame f;
-			size_t used;
-			char why[200];
-			int res = dicomd_input_next(c->in + off, c->in_len - off, c->role, &f,
-						    &used, why, sizeof(why));
-			if (res == DICOMD_IN_MORE)
-				break;
-			if (res == DICOMD_IN_ERROR) {
-				bad_frame(d, c, why);
-				return;
-			}
-			off += used;
-			frames++;
-			dispatch(d, c, &f);
-		}
-		if (c->dead)
+		if (parse_input(d, c, &frames) < 0)
 			return;
-		memmove(c->in, c->in + off, c->in_len - off);
-		c->in_len -= off;
 	}
+}
+
+void dconn_pause_input(struct dicomd *d, struct dconn *c, int paused)
+{
+	if (c->dead || c->in_paused == paused)
+		return;
+	c->in_paused = paused;
+	set_events(d, c, c->out_len || c->connecting ? EPOLLIN | EPOLLOUT : EPOLLIN);
+	int frames = 0;
+	if (!paused)
+		parse_input(d, c, &frames);
 }
 
 void dconn_event(struct dicomd *d, struct dconn *c, uint32_t events)

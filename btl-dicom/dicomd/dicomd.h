@@ -19,6 +19,7 @@
 #include "gossip.h"
 #include "input.h"
 #include "log.h"
+#include "relay.h"
 
 #define DICOMD_OUT_CAP (4u << 20)    /* a client that reads nothing is dropped */
 #define DICOMD_MAX_CONNS 4096
@@ -36,15 +37,18 @@ struct dconn {
 	uint64_t id; /* pending replies find their requester by id, never by pointer */
 	char peer[64];
 	pid_t cred_pid;
-	uint8_t in[DICOMD_IN_CAP];
-	size_t in_len;
+	uint8_t *in; /* dicomd_input_cap(role) bytes */
+	size_t in_len, in_cap;
 	uint8_t *out;
 	size_t out_len, out_cap;
 	uint32_t events;
 	int connecting;
 	int dead;
+	int in_paused; /* input waits (a relayed record for a full mailbox) */
 	struct endpoint *ep;  /* registered endpoint on a unix connection */
-	uint32_t remote_node; /* ROLE_PEER_OUT: the dicomd it reaches */
+	uint32_t remote_node; /* ROLE_PEER_*: the other dicomd's node */
+	uint8_t *relay_held;  /* ROLE_PEER_IN: a relayed record for a full mailbox */
+	int64_t relay_held_since, relay_retry_at;
 	struct dconn *prev, *next;
 	struct dconn *grave_next;
 };
@@ -100,6 +104,7 @@ struct dicomd {
 	struct pending *pending;
 	size_t npending;
 	struct gossip *gossip;
+	struct relay *relay; /* NULL without the kernel driver */
 };
 
 /* conn.c */
@@ -111,6 +116,8 @@ void dconn_close(struct dicomd *d, struct dconn *c, const char *reason);
 void dconn_event(struct dicomd *d, struct dconn *c, uint32_t events);
 struct dconn *dconn_by_id(struct dicomd *d, uint64_t id);
 void dconn_free_dead(struct dicomd *d);
+/* Stops (1) or resumes (0) reading c; resuming parses what is buffered. */
+void dconn_pause_input(struct dicomd *d, struct dconn *c, int paused);
 
 /* registry.c: frames from endpoints and tools on the unix socket */
 void registry_accept(struct dicomd *d);

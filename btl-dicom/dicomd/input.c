@@ -30,12 +30,18 @@ static int allowed(enum dicomd_role role, uint8_t type)
 		}
 	case ROLE_PEER_IN:
 		return type == DICOM_FT_LOOKUP || type == DICOM_FT_LOCATION_UPDATE ||
-		       type == DICOM_FT_GOSSIP || type == DICOM_FT_ERROR;
+		       type == DICOM_FT_GOSSIP || type == DICOM_FT_RELAY ||
+		       type == DICOM_FT_ERROR;
 	case ROLE_PEER_OUT:
 		return type == DICOM_FT_LOOKUP_REPLY || type == DICOM_FT_ERROR;
 	default:
 		return 0;
 	}
+}
+
+size_t dicomd_input_cap(enum dicomd_role role)
+{
+	return role == ROLE_PEER_IN ? DICOMD_PEER_IN_CAP : DICOMD_IN_CAP;
 }
 
 int dicomd_input_next(const uint8_t *buf, size_t len, enum dicomd_role role,
@@ -56,10 +62,11 @@ int dicomd_input_next(const uint8_t *buf, size_t len, enum dicomd_role role,
 		return DICOMD_IN_ERROR;
 	}
 	/* Allowed types are all small; this guards the fixed buffer. */
-	if (DICOM_WIRE_HDR_LEN + (size_t)f->length > DICOMD_IN_CAP) {
+	size_t cap = dicomd_input_cap(role);
+	if (DICOM_WIRE_HDR_LEN + (size_t)f->length > cap) {
 		snprintf(why, whylen, "%s frame length %u exceeds dicomd's limit %u",
 			 dicom_frame_type_name(f->type), f->length,
-			 (unsigned)(DICOMD_IN_CAP - DICOM_WIRE_HDR_LEN));
+			 (unsigned)(cap - DICOM_WIRE_HDR_LEN));
 		return DICOMD_IN_ERROR;
 	}
 	r = dicom_frame_decode(buf, len, f);

@@ -17,9 +17,11 @@ enum dicomd_role {
 	ROLE_PEER_OUT, /* another dicomd answering our lookups */
 };
 
-/* Nothing dicomd accepts is larger than a PONG, so a small fixed buffer
- * per connection bounds memory whatever a client claims. */
+/* Nothing dicomd accepts is larger than a PONG, except a RELAY from another
+ * dicomd: a fixed buffer per connection, sized by its role, bounds memory
+ * whatever a client claims. */
 #define DICOMD_IN_CAP (DICOM_WIRE_HDR_LEN + DICOM_WIRE_MAX_PONG)
+#define DICOMD_PEER_IN_CAP (DICOM_WIRE_HDR_LEN + DICOM_WIRE_MAX_RELAY)
 
 enum dicomd_input_result {
 	DICOMD_IN_FRAME = 0, /* *f holds a frame of *consumed bytes */
@@ -31,5 +33,7 @@ int dicomd_input_next(const uint8_t *buf, size_t len, enum dicomd_role role,
 		      struct dicom_frame *f, size_t *consumed, char *why,
 		      size_t whylen);
 const char *dicomd_role_name(enum dicomd_role role);
+/* The input buffer a connection of this role needs. */
+size_t dicomd_input_cap(enum dicomd_role role);
 
 #endif

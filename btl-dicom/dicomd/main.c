@@ -14,6 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <linux/dicom_mbox.h>
+
 #include "dicomd.h"
 #include "sock.h"
 
@@ -21,6 +23,7 @@
 #define TAG_UNIX 1u
 #define TAG_TCP 2u
 #define TAG_SIGNAL 3u
+/* RELAY_EPOLL_TAG (relay.h) is 4. */
 
 static void usage(FILE *to)
 {
@@ -47,6 +50,10 @@ static void usage(FILE *to)
 		"                     freshest others (default %d, 1-%d)\n"
 		"  --gossip-max-age-ms MS  forget a node not heard of for MS ms\n"
 		"                     (default %d gossip periods)\n"
+		"  --relay MODE       auto, on or off (default auto): carry kernel mailbox\n"
+		"                     messages between nodes through " DICOM_RELAY_DEV "\n"
+		"                     (auto: when the dicom_mbox driver is loaded; on: fail\n"
+		"                     to start without it)\n"
 		"  --help             show this help and exit\n"
 		"\n"
 		"SIGTERM or SIGINT shuts down cleanly (exit status 0).\n",
@@ -81,7 +88,7 @@ static int valid_name(const char *s)
 }
 
 static int parse_args(int argc, char **argv, struct dicomd *d, const char **log_path,
-		      struct gossip_config *gc)
+		      struct gossip_config *gc, enum relay_mode *relay)
 {
 	static const struct option opts[] = {
 		{ "node-addr", required_argument, NULL, 'a' },
@@ -93,6 +100,7 @@ static int parse_args(int argc, char **argv, struct dicomd *d, const char **log_
 		{ "gossip-period-ms", required_argument, NULL, 'g' },
 		{ "gossip-window", required_argument, NULL, 'w' },
 		{ "gossip-max-age-ms", required_argument, NULL, 'm' },
+		{ "relay", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -176,6 +184,18 @@ static int parse_args(int argc, char **argv, struct dicomd *d, const char **log_
 			gc->max_age_ns = v * 1000000;
 			break;
 		}
+		case 'r':
+			if (!strcmp(optarg, "auto"))
+				*relay = RELAY_AUTO;
+			else if (!strcmp(optarg, "on"))
+				*relay = RELAY_ON;
+			else if (!strcmp(optarg, "off"))
+				*relay = RELAY_OFF;
+			else {
+				fprintf(stderr, "dicomd: --relay %s: use auto, on or off\n", optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -275,6 +295,7 @@ static void teardown(struct dicomd *d)
 		struct dconn *c = d->conns;
 		d->conns = c->next;
 		close(c->fd);
+		free(c->in);
 		free(c->out);
 		free(c);
 	}
@@ -288,6 +309,7 @@ static void teardown(struct dicomd *d)
 	free_map_values(&d->directory);
 	free_map_values(&d->cache);
 	gossip_destroy(d);
+	relay_close(d);
 	if (d->unix_fd >= 0)
 		close(d->unix_fd);
 	if (d->tcp_fd >= 0)
@@ -303,8 +325,14 @@ static int run(struct dicomd *d)
 	int64_t next_sweep = dicom_now_ns() + 1000000000;
 	for (;;) {
 		struct epoll_event evs[128];
-		int64_t until_gossip = gossip_tick(d, dicom_now_ns()) - dicom_now_ns();
-		int timeout = until_gossip < 0 ? 0 : until_gossip < 100000000 ? (int)(until_gossip / 1000000) : 100;
+		int64_t now0 = dicom_now_ns();
+		int64_t next = gossip_tick(d, now0);
+		int64_t relay_next = relay_tick(d, now0);
+		if (relay_next < next)
+			next = relay_next;
+		int64_t until = next - dicom_now_ns();
+		/* Round up: waking a little early would spin until the deadline. */
+		int timeout = until <= 0 ? 0 : until < 100000000 ? (int)((until + 999999) / 1000000) : 100;
 		int n = epoll_wait(d->epfd, evs, 128, timeout);
 		if (n < 0 && errno != EINTR) {
 			log_fatal("epoll_wait failed", strerror(errno));
@@ -316,6 +344,8 @@ static int run(struct dicomd *d)
 				registry_accept(d);
 			} else if (tag == TAG_TCP) {
 				peers_accept(d);
+			} else if (tag == RELAY_EPOLL_TAG) {
+				relay_readable(d);
 			} else if (tag == TAG_SIGNAL) {
 				struct signalfd_siginfo si;
 				if (read(d->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
@@ -348,7 +378,8 @@ int main(int argc, char **argv)
 	struct dicomd d = { .epfd = -1, .unix_fd = -1, .tcp_fd = -1, .sig_fd = -1 };
 	const char *log_path = NULL;
 	static struct gossip_config gc;
-	int r = parse_args(argc, argv, &d, &log_path, &gc);
+	enum relay_mode relay = RELAY_AUTO;
+	int r = parse_args(argc, argv, &d, &log_path, &gc, &relay);
 	if (r == 1)
 		return 0; /* --help */
 	if (r)
@@ -388,6 +419,8 @@ int main(int argc, char **argv)
 		log_fatal("epoll_ctl failed", strerror(errno));
 		goto out;
 	}
+	if (relay_open(&d, relay) < 0)
+		goto out; /* logged */
 	struct logline l;
 	log_begin(&l, LOG_INFO, "start");
 	log_str(&l, "node", node);
@@ -396,6 +429,7 @@ int main(int argc, char **argv)
 	log_int(&l, "pid", getpid());
 	log_int(&l, "peers", (long long)d.gossip->npeers);
 	log_int(&l, "gossip_period_ms", gc.period_ns / 1000000);
+	log_int(&l, "relay", d.relay != NULL);
 	log_end(&l);
 	rc = run(&d);
 out:

@@ -38,7 +38,9 @@ void peers_accept(struct dicomd *d)
 		inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
 		snprintf(peer, sizeof(peer), "tcp:%s:%u", ip, ntohs(sa.sin_port));
 		dicom_tcp_tune(fd);
-		dconn_add(d, fd, ROLE_PEER_IN, peer);
+		struct dconn *c = dconn_add(d, fd, ROLE_PEER_IN, peer);
+		if (c)
+			c->remote_node = ntohl(sa.sin_addr.s_addr);
 	}
 }
 
@@ -231,6 +233,10 @@ void peers_frame_in(struct dicomd *d, struct dconn *c, const struct dicom_frame 
 {
 	if (f->type == DICOM_FT_GOSSIP) {
 		gossip_receive(d, c, f);
+		return;
+	}
+	if (f->type == DICOM_FT_RELAY) {
+		relay_frame(d, c, f);
 		return;
 	}
 	if (f->type == DICOM_FT_LOOKUP) {

@@ -52,9 +52,11 @@ void status_reply(struct dicomd *d, struct dconn *c, const struct dicom_frame *f
 	char node[20], a[32];
 	jb_ip(d->node, node, sizeof(node));
 	jprintf(&j, "{\"node\":\"%s\",\"port\":%u,\"name\":\"%s\",\"pid\":%d,\"uptime_s\":%.3f,"
-		    "\"connections\":%zu,\"pending\":%zu,\"endpoints\":[",
+		    "\"connections\":%zu,\"pending\":%zu,",
 		node, d->port, d->name, (int)getpid(), (double)(now - d->started_ns) / 1e9,
 		d->nconns, d->npending);
+	relay_status(d, &j);
+	jprintf(&j, "\"endpoints\":[");
 	struct dicom_addrmap_iter it = { 0 };
 	dicom_addr_t key;
 	struct endpoint *e;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: dicomd's per-connection input parser, fed the way the
- * daemon feeds it (arbitrary chunking into its fixed buffer). */
+ * daemon feeds it (arbitrary chunking into its fixed buffer, sized by the role). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,14 +16,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t chunk = 1 + data[1];
 	data += 2;
 	size -= 2;
-	uint8_t *in = malloc(DICOMD_IN_CAP);
+	size_t cap = dicomd_input_cap(role);
+	uint8_t *in = malloc(cap);
 	if (!in)
 		return 0;
 	size_t len = 0, off = 0;
 	while (off < size) {
 		size_t n = size - off < chunk ? size - off : chunk;
-		if (n > DICOMD_IN_CAP - len)
-			n = DICOMD_IN_CAP - len;
+		if (n > cap - len)
+			n = cap - len;
 		if (n == 0)
 			abort(); /* the parser let the buffer fill with no frame in it */
 		memcpy(in + len, data + off, n);

@@ -28,7 +28,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	static const uint8_t types[] = { 1, 2, 3, 4, 5, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-					 25, 26, 27, 28, 32, 33, 34, 40, 41, 42, 43, 63 };
+					 25, 26, 27, 28, 32, 33, 34, 35, 40, 41, 42, 43, 63 };
 	uint8_t buf[2 + DICOM_WIRE_HDR_LEN + 64];
 	char name[64];
 	for (size_t i = 0; i < sizeof(types); i++) {

@@ -100,6 +100,8 @@ struct dicom_ep_stats {
 	/* Messages that went through the kernel mailbox (/dev/dicom/mbox)
 	 * rather than a socket: sent whole, and delivered. */
 	uint64_t kernel_sent, kernel_delivered;
+	/* Of those, the ones between nodes through dicomd's relay. */
+	uint64_t kernel_relayed_sent, kernel_relayed_delivered;
 };
 
 /* Registers with the local dicomd.  On failure returns a DICOM_E* code and

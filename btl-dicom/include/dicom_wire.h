@@ -54,11 +54,17 @@ extern "C" {
 #define DICOM_WIRE_MAX_TRAFFIC 4096      /* TRAFFIC report */
 #define DICOM_WIRE_MAX_VIEW (1u << 20)   /* VIEW_REPLY JSON */
 #define DICOM_WIRE_MAX_STUB (1u << 20)   /* STUB_DATA chunk, STUB_OPEN address */
+/* RELAY: one kernel mailbox message.  Senders fragment above it, whatever the
+ * driver's msg_max (lib/kbackend.c), so every record a dicomd reads from its
+ * relay fits in one frame. */
+#define DICOM_WIRE_MAX_RELAY (64u << 10)
 
 enum dicom_frame_type {
 	/* endpoint <-> endpoint: the data path */
-	DICOM_FT_HELLO = 1,     /* sender opens a stream: src, dst, aux = window KiB */
-	DICOM_FT_HELLO_ACK = 2, /* receiver: ack = delivered seq of stream src->dst */
+	DICOM_FT_HELLO = 1,     /* sender opens a stream: src, dst, aux = window KiB;
+				   seq = probe number in a kernel mailbox, else 0 */
+	DICOM_FT_HELLO_ACK = 2, /* receiver: ack = delivered seq of stream src->dst,
+				   seq = the HELLO's */
 	DICOM_FT_DATA = 3,      /* seq, aux = tag, payload = message */
 	DICOM_FT_ACK = 4,       /* receiver: cumulative ack */
 	DICOM_FT_NOT_HERE = 5,  /* receiver is not dst: re-resolve */
@@ -89,6 +95,11 @@ enum dicom_frame_type {
 	DICOM_FT_LOOKUP = 32,          /* seq, dst, flags: ask dst's home daemon */
 	DICOM_FT_LOOKUP_REPLY = 33,    /* seq, dst, loc */
 	DICOM_FT_LOCATION_UPDATE = 34, /* dst, loc: dst moved, told to its home */
+	/* One mailbox message for a process homed at the receiving node, read
+	 * from the sending node's /dev/dicom/relay: src = sender (its node is
+	 * the sending dicomd's, which vouches for it), dst = destination mailbox,
+	 * aux = sender's uid, payload = the message (1..DICOM_WIRE_MAX_RELAY). */
+	DICOM_FT_RELAY = 35,
 
 	/* rank <-> its home stub dicom-run (TCP), the tunnel that keeps a
 	 * migrated rank's stdio and PMIx channel at home.  aux = channel:

@@ -301,7 +301,8 @@ int dicom_ep_stats_json(dicom_ep_t *ep, char *json, size_t len)
 			 "\"bytes_sent\":%llu,\"bytes_delivered\":%llu,\"retransmitted\":%llu,"
 			 "\"duplicates_dropped\":%llu,\"reconnects\":%llu,\"resolves\":%llu,"
 			 "\"control_requests\":%llu,\"kernel_mbox\":%d,"
-			 "\"kernel_sent\":%llu,\"kernel_delivered\":%llu,%s}",
+			 "\"kernel_sent\":%llu,\"kernel_delivered\":%llu,"
+			 "\"kernel_relayed_sent\":%llu,\"kernel_relayed_delivered\":%llu,%s}",
 			 addr, node, ep->port, (int)getpid(), outs, ep->ins_by_src.count,
 			 unacked, ep->held_bytes, (unsigned long long)s->msgs_sent,
 			 (unsigned long long)s->msgs_delivered,
@@ -311,7 +312,9 @@ int dicom_ep_stats_json(dicom_ep_t *ep, char *json, size_t len)
 			 (unsigned long long)s->reconnects, (unsigned long long)s->resolves,
 			 (unsigned long long)s->control_requests, ep->kmbox != NULL,
 			 (unsigned long long)s->kernel_sent,
-			 (unsigned long long)s->kernel_delivered, mig);
+			 (unsigned long long)s->kernel_delivered,
+			 (unsigned long long)s->kernel_relayed_sent,
+			 (unsigned long long)s->kernel_relayed_delivered, mig);
 	if (n < 0 || (size_t)n >= len)
 		n = snprintf(json, len, "{\"addr\":\"%s\"}", addr);
 	return n;

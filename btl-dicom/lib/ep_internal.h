@@ -90,6 +90,7 @@ struct out_peer {
 	int kpeer_active;    /* the daemons reported the peer registered */
 	int khellos;         /* HELLOs sent without an answer */
 	uint64_t kprobe_seq; /* high_sent when the last probe HELLO went out */
+	uint64_t kprobe_id;  /* that HELLO's seq, echoed by its HELLO_ACK */
 	uint64_t kacked;     /* st.acked when the probe clock last restarted */
 	int64_t kprobe_at;   /* probe when no ack arrives by then */
 	int64_t kretry_at;   /* the peer's mailbox was full: send again then */

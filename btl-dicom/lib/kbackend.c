@@ -19,9 +19,21 @@
  * stream.  A peer without a mailbox (ESRCH), or a pid that is not the
  * endpoint we meant (NOT_HERE), gets the socket path for good.
  *
+ * Peers homed on another node are reached the same way when this node's
+ * dicomd holds the driver's relay open (DICOM_RELAY_DEV) and told the
+ * driver this node's address: the message is addressed to (peer's home,
+ * pid), the driver queues it on the relay, and the two dicomds carry it to
+ * the peer's mailbox (dicomd/relay.c), stamped with our home and pid.  A
+ * record is at most DICOM_WIRE_MAX_RELAY bytes, so remote DATA fragments
+ * at that size.  Relayed frames can be lost (a full mailbox, a daemon
+ * restart); the probes above recover them.  A peer the relay cannot reach
+ * (no mailbox, no relay there) is answered NOT_HERE by a dicomd, with the
+ * errno in aux, and the stream moves to sockets.
+ *
  * Only an endpoint running at home uses its mailbox (the pid the kernel
  * stamps is then its home pid), and a detach for migration closes it.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -37,6 +49,7 @@
 #include "sock.h"
 
 #define KM_PROBE_NS 200000000LL /* no ack progress this long: probe */
+#define KM_PROBE_RELAYED_NS 1000000000LL /* the same through two daemons and a network */
 #define KM_HELLO_TRIES 25       /* unanswered HELLOs (5 s): use sockets */
 #define KM_FULL_RETRY_NS 1000000LL
 #define KM_RECV_BUDGET 256      /* messages per event */
@@ -44,6 +57,7 @@
 struct dicom_kmbox {
 	struct dicom_sock sock; /* first: the graveyard frees through it */
 	uint32_t msg_max;
+	uint32_t relay_max;     /* records through the relay; 0: no relay */
 	uint8_t *rbuf;          /* one received message */
 	uint8_t *tbuf;          /* one fragment being sent */
 };
@@ -98,6 +112,10 @@ int dicom_kmbox_open(dicom_ep_t *ep, char *err, size_t errlen)
 		km->rbuf = malloc(st.msg_max);
 		km->tbuf = malloc(st.msg_max);
 	}
+	/* The relay carries our messages only if the kernel stamps them with
+	 * the home our frames name. */
+	if (km && st.relay_attached && st.home == htonl(ep->node))
+		km->relay_max = st.msg_max < DICOM_WIRE_MAX_RELAY ? st.msg_max : DICOM_WIRE_MAX_RELAY;
 	if (!km || !km->rbuf || !km->tbuf) {
 		if (km) {
 			free(km->rbuf);
@@ -159,7 +177,8 @@ void dicom_kmbox_in_free(struct in_peer *p)
 static int ksend(dicom_ep_t *ep, dicom_addr_t to, const void *buf, size_t len)
 {
 	struct dicom_mbox_send s = {
-		.to = { .home = 0, .pid = (int32_t)to.home_pid },
+		.to = { .home = to.home_node == ep->node ? 0 : htonl(to.home_node),
+			.pid = (int32_t)to.home_pid },
 		.buf = (uint64_t)(uintptr_t)buf,
 		.len = (uint32_t)len,
 	};
@@ -207,6 +226,11 @@ static int send_failed(dicom_ep_t *ep, struct out_peer *p, int e)
 	return -1;
 }
 
+static int64_t probe_ns(const dicom_ep_t *ep, const struct out_peer *p)
+{
+	return p->st.dst.home_node == ep->node ? KM_PROBE_NS : KM_PROBE_RELAYED_NS;
+}
+
 static int send_hello(dicom_ep_t *ep, struct out_peer *p)
 {
 	struct dicom_frame f = dicom_out_hello(ep, p);
@@ -215,8 +239,11 @@ static int send_hello(dicom_ep_t *ep, struct out_peer *p)
 		fall_back(ep, p);
 		return -1;
 	}
+	/* Numbered, so that the answer to an older probe, still on its way
+	 * when this one left, is not taken for this one's. */
+	f.seq = ++p->kprobe_id;
 	p->kprobe_seq = p->st.high_sent;
-	p->kprobe_at = dicom_now_ns() + KM_PROBE_NS;
+	p->kprobe_at = dicom_now_ns() + probe_ns(ep, p);
 	dicom_ep_timer_at(ep, p->kprobe_at);
 	int e = ksend_ctrl(ep, &f);
 	return e ? send_failed(ep, p, e) : 0;
@@ -227,7 +254,8 @@ static int send_hello(dicom_ep_t *ep, struct out_peer *p)
 static int flush(dicom_ep_t *ep, struct out_peer *p)
 {
 	struct dicom_kmbox *km = ep->kmbox;
-	size_t room = km->msg_max - DICOM_WIRE_HDR_LEN;
+	int remote = p->st.dst.home_node != ep->node;
+	size_t room = (remote ? km->relay_max : km->msg_max) - DICOM_WIRE_HDR_LEN;
 	if (p->kretry_at)
 		return 0; /* waiting for room in the peer's mailbox */
 	while (p->st.cursor) {
@@ -240,6 +268,7 @@ static int flush(dicom_ep_t *ep, struct out_peer *p)
 				return send_failed(ep, p, e);
 			dicom_outstream_advance(&p->st, DICOM_WIRE_HDR_LEN + m->len);
 			ep->stats.kernel_sent++;
+			ep->stats.kernel_relayed_sent += remote;
 			continue;
 		}
 		size_t done = off ? off - DICOM_WIRE_HDR_LEN : 0;
@@ -256,12 +285,14 @@ static int flush(dicom_ep_t *ep, struct out_peer *p)
 		if (e)
 			return send_failed(ep, p, e);
 		dicom_outstream_advance(&p->st, off ? piece : DICOM_WIRE_HDR_LEN + piece);
-		if (!(f.flags & DICOM_FLAG_MORE))
+		if (!(f.flags & DICOM_FLAG_MORE)) {
 			ep->stats.kernel_sent++;
+			ep->stats.kernel_relayed_sent += remote;
+		}
 	}
 	if (!dicom_outstream_idle(&p->st) && !p->kprobe_at) {
 		p->kacked = p->st.acked;
-		p->kprobe_at = dicom_now_ns() + KM_PROBE_NS;
+		p->kprobe_at = dicom_now_ns() + probe_ns(ep, p);
 		dicom_ep_timer_at(ep, p->kprobe_at);
 	}
 	return 0;
@@ -280,8 +311,9 @@ void dicom_kmbox_peer_active(dicom_ep_t *ep, struct out_peer *p)
 int dicom_kmbox_claims(dicom_ep_t *ep, struct out_peer *p, int64_t now)
 {
 	(void)now;
-	if (!ep->kmbox || p->kernel_refused || p->st.dst.home_node != ep->node ||
-	    p->st.dst.home_pid == 0 || p->st.dst.home_pid > INT32_MAX)
+	if (!ep->kmbox || p->kernel_refused || p->st.dst.home_pid == 0 ||
+	    p->st.dst.home_pid > INT32_MAX || p->st.dst.home_node == 0 ||
+	    (p->st.dst.home_node != ep->node && !ep->kmbox->relay_max))
 		return 0;
 	if (p->kstate == KM_NONE) {
 		p->kstate = KM_HELLO;
@@ -330,6 +362,7 @@ static void on_hello(dicom_ep_t *ep, const struct dicom_frame *f)
 	p->kresync_sent = 0;
 	r.type = DICOM_FT_HELLO_ACK;
 	r.ack = p->st.delivered;
+	r.seq = f->seq;
 	if (ksend_ctrl(ep, &r) == 0)
 		dicom_instream_ack_done(&p->st, dicom_now_ns());
 }
@@ -374,7 +407,7 @@ static int reassemble(struct in_peer *p, struct dicom_frame *f, const uint8_t **
 	return 1;
 }
 
-static void on_data(dicom_ep_t *ep, struct dicom_frame *f, const uint8_t *data)
+static void on_data(dicom_ep_t *ep, struct dicom_frame *f, const uint8_t *data, int relayed)
 {
 	struct in_peer *p = dicom_addrmap_get(&ep->ins_by_src, f->src);
 	if (!p) {
@@ -394,8 +427,10 @@ static void on_data(dicom_ep_t *ep, struct dicom_frame *f, const uint8_t *data)
 	/* A stream that moved to sockets may still find older DATA here:
 	 * in sequence it counts, otherwise the socket brings it again. */
 	int d = dicom_in_deliver(ep, p, f, data, NULL);
-	if (d > 0)
+	if (d > 0) {
 		ep->stats.kernel_delivered++;
+		ep->stats.kernel_relayed_delivered += relayed != 0;
+	}
 	else if (d < 0 && p->kcur)
 		ask_resync(ep, p, f->src);
 	if (p->kpart_cap > (4u << 20) && !p->kpart_have)
@@ -409,6 +444,12 @@ static void on_reply(dicom_ep_t *ep, const struct dicom_frame *f)
 		return;
 	switch (f->type) {
 	case DICOM_FT_HELLO_ACK:
+		if (p->kstate == KM_ON && f->seq != p->kprobe_id) {
+			/* An older probe's answer: an ack, nothing more. */
+			if (dicom_outstream_ack(&p->st, f->ack) < 0)
+				fall_back(ep, p);
+			return;
+		}
 		if (p->kstate == KM_HELLO || f->ack < p->kprobe_seq) {
 			/* Everything sent before the HELLO was read; what is
 			 * beyond the ack was lost: send it again. */
@@ -432,8 +473,11 @@ static void on_reply(dicom_ep_t *ep, const struct dicom_frame *f)
 	case DICOM_FT_ERROR:
 		send_hello(ep, p);
 		return;
-	default: /* NOT_HERE */
-		fall_back(ep, p);
+	default: /* NOT_HERE; from a dicomd, aux says why */
+		if (f->aux == ESRCH)
+			send_failed(ep, p, ESRCH);
+		else
+			fall_back(ep, p);
 		return;
 	}
 }
@@ -445,8 +489,11 @@ static void on_message(dicom_ep_t *ep, const struct dicom_mbox_info *info, const
 	    dicom_frame_decode_header(buf, info->len, &f) != DICOM_DECODE_OK ||
 	    DICOM_WIRE_HDR_LEN + (size_t)f.length != info->len)
 		return; /* not ours to understand */
-	/* The kernel vouches for the pid; a mailbox sender is at home here. */
-	if (f.src.home_pid != (uint32_t)info->from.pid || f.src.home_node != ep->node)
+	/* The kernel vouches for the pid of a sender at home here, a dicomd
+	 * for the home and pid of a relayed one. */
+	int relayed = (info->flags & DICOM_MBOX_INFO_RELAYED) != 0;
+	if (f.src.home_pid != (uint32_t)info->from.pid ||
+	    f.src.home_node != (relayed ? ntohl(info->from.home) : ep->node))
 		return;
 	if (f.type != DICOM_FT_HELLO && !dicom_addr_eq(f.dst, ep->self))
 		return;
@@ -456,7 +503,7 @@ static void on_message(dicom_ep_t *ep, const struct dicom_mbox_info *info, const
 		on_hello(ep, &f);
 		break;
 	case DICOM_FT_DATA:
-		on_data(ep, &f, payload);
+		on_data(ep, &f, payload, relayed);
 		break;
 	case DICOM_FT_HELLO_ACK:
 	case DICOM_FT_ACK:
@@ -507,7 +554,7 @@ void dicom_kmbox_timers(dicom_ep_t *ep, int64_t now)
 			}
 			if (p->st.acked != p->kacked || !p->kprobe_at) {
 				p->kacked = p->st.acked; /* acks flow: restart the clock */
-				p->kprobe_at = now + KM_PROBE_NS;
+				p->kprobe_at = now + probe_ns(ep, p);
 			}
 		}
 		if (p->kprobe_at && now >= p->kprobe_at && send_hello(ep, p) < 0)

@@ -47,6 +47,7 @@ static const struct type_info *type_info(uint8_t type)
 						       DICOM_WIRE_LOC_LEN };
 	static const struct type_info loc_update = { "LOCATION_UPDATE", DICOM_WIRE_LOC_LEN,
 						     DICOM_WIRE_LOC_LEN };
+	static const struct type_info relay = { "RELAY", 0, DICOM_WIRE_MAX_RELAY };
 	static const struct type_info error = { "ERROR", 0, DICOM_WIRE_MAX_TEXT };
 	static const struct type_info stub_hello = { "STUB_HELLO", 0, 0 };
 	static const struct type_info stub_open = { "STUB_OPEN", 0, 64 };
@@ -83,6 +84,7 @@ static const struct type_info *type_info(uint8_t type)
 	case DICOM_FT_LOOKUP: return &lookup;
 	case DICOM_FT_LOOKUP_REPLY: return &lookup_reply;
 	case DICOM_FT_LOCATION_UPDATE: return &loc_update;
+	case DICOM_FT_RELAY: return &relay;
 	case DICOM_FT_ERROR: return &error;
 	case DICOM_FT_STUB_HELLO: return &stub_hello;
 	case DICOM_FT_STUB_OPEN: return &stub_open;

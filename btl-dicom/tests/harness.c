@@ -248,3 +248,31 @@ ssize_t read_until_eof(int fd, void *buf, size_t cap, int timeout_ms)
 			have += (size_t)r;
 	}
 }
+
+int run_dicomd(const char *const *args, char *out, size_t cap)
+{
+	int p[2];
+	if (pipe(p) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		close(p[1]);
+		char *argv[16] = { "dicomd" };
+		int n = 1;
+		for (; args[n - 1] && n < 15; n++)
+			argv[n] = (char *)args[n - 1];
+		argv[n] = NULL;
+		execv(DICOMD_BIN, argv);
+		_exit(127);
+	}
+	close(p[1]);
+	ssize_t n = read_until_eof(p[0], out, cap - 1, 5000);
+	out[n > 0 ? n : 0] = '\0';
+	close(p[0]);
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

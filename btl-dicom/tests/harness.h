@@ -43,5 +43,8 @@ int raw_tcp_connect(const char *node, int port);
 /* Reads until EOF or timeout; returns bytes read, -1 on timeout (still open). */
 ssize_t read_until_eof(int fd, void *buf, size_t cap, int timeout_ms);
 uint64_t test_now_ms(void);
+/* Runs dicomd with args (NULL-terminated, at most 14) to its exit, its
+ * stdout and stderr into out; returns its exit status or -1. */
+int run_dicomd(const char *const *args, char *out, size_t cap);
 
 #endif

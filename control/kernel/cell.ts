@@ -4,6 +4,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { applyCheck, buildModule, buildSelftest, checkpatch, type CheckResult } from './checks.js';
 import { runMpiGuest } from './mpiguest.js';
+import { type RelayFigures, runRelayGuests } from './relayguests.js';
 import { bootGuest, buildInitramfs, type BootResult, type GuestTimings, type TapSummary } from './guest.js';
 import { withDirLock } from './lock.js';
 import { type KernelPackages, prepareKernel, type Progress } from './packages.js';
@@ -19,6 +20,8 @@ export interface CellOptions {
   bootTimeoutSeconds: number;
   /** also run a two-rank MPI job over the kernel mailboxes in a bookworm guest */
   mpi?: boolean;
+  /** also carry mailbox messages between two guests through dicomd's relay */
+  relay?: boolean;
   progress: Progress;
 }
 
@@ -37,8 +40,10 @@ export interface CellResult {
   timings: GuestTimings | undefined;
   /** the MPI guest's TAP and timings (--mpi) */
   mpi?: { tap: TapSummary; timings: GuestTimings; rootSeconds: number; buildSeconds: number };
+  /** the two relay guests' TAP, timings and figures (--relay) */
+  relay?: { tap: TapSummary; timings: GuestTimings[]; figures: RelayFigures; buildSeconds: number };
   seconds: number;
-  artifacts: { series: string[]; dkms?: string; module?: string; initramfs?: string; bootLog?: string; mpiBootLog?: string };
+  artifacts: { series: string[]; dkms?: string; module?: string; initramfs?: string; bootLog?: string; mpiBootLog?: string; relayBootLogs?: string[] };
 }
 
 const notRun = (name: string, why: string): CheckReport => ({ name, ok: false, notRun: true, summary: `not run: ${why}`, details: [], seconds: 0 });
@@ -122,6 +127,21 @@ async function runCellLocked(o: CellOptions): Promise<CellResult> {
       }
     }
   }
+  if (o.relay) {
+    const relayName = `two nodes on linux-image-${cache.pkgs.release} carry mailbox messages through dicomd's relay`;
+    if (!moduleOk || !mod.ko) {
+      checks.push(notRun(relayName, 'the module did not build'));
+    } else {
+      const m = await runRelayGuests(cache.vmlinuz, mod.ko, cache.nicModule, o.outDir, o.bootTimeoutSeconds, o.progress).catch(
+        (e: Error): CheckResult => ({ ok: false, summary: e.message.split('\n')[0]!, details: e.message.split('\n').slice(1), seconds: 0 }),
+      );
+      add(relayName, m);
+      if ('guests' in m) {
+        result.relay = { tap: m.tap, timings: m.guests.map((g) => g.timings), figures: m.figures, buildSeconds: m.buildSeconds };
+        result.artifacts.relayBootLogs = m.guests.map((g) => g.log);
+      }
+    }
+  }
   result.ok = checks.every((c) => c.ok);
   result.seconds = (performance.now() - t0) / 1000;
   await writeFile(path.join(o.outDir, 'result.json'), JSON.stringify(result, null, 2) + '\n');
@@ -137,6 +157,9 @@ export function cellTap(r: CellResult): string {
     }
     if (c.name.includes('MPI job') && r.mpi?.tap.lines.length) {
       out.push('    # Subtest: the MPI guest', ...r.mpi.tap.lines.map((l) => `    ${l}`));
+    }
+    if (c.name.includes("dicomd's relay") && r.relay?.tap.lines.length) {
+      out.push('    # Subtest: the relay guests', ...r.relay.tap.lines.map((l) => `    ${l}`));
     }
     const skip = c.summary.startsWith('skipped') ? ' # SKIP' : '';
     out.push(`${c.ok ? 'ok' : 'not ok'} ${i + 1} - ${c.name}: ${c.summary.replace(/#/g, '')}${skip}`);
@@ -154,6 +177,13 @@ export function cellTap(r: CellResult): string {
     out.push(
       `# MPI guest: root ${m.rootSeconds.toFixed(1)} s, host builds ${m.buildSeconds.toFixed(1)} s, boot ${m.timings.bootSeconds?.toFixed(2) ?? '?'} s, ` +
         `checks ${m.timings.selftestSeconds?.toFixed(2) ?? '?'} s, qemu ${m.timings.totalSeconds.toFixed(2)} s`,
+    );
+  }
+  const rl = r.relay;
+  if (rl) {
+    out.push(
+      `# relay guests: host builds ${rl.buildSeconds.toFixed(1)} s, boot ${rl.timings.map((x) => x.bootSeconds?.toFixed(2) ?? '?').join(' / ')} s, ` +
+        `checks ${rl.timings.map((x) => x.selftestSeconds?.toFixed(2) ?? '?').join(' / ')} s, qemu ${rl.timings.map((x) => x.totalSeconds.toFixed(2)).join(' / ')} s`,
     );
   }
   out.push(`# kernel ${r.kernel}: ${r.ok ? 'pass' : 'FAIL'} in ${r.seconds.toFixed(1)} s`);

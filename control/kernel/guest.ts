@@ -85,6 +85,10 @@ const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1bc/g;
 export interface BootOptions {
   /** guest RAM; an initramfs root needs room for itself unpacked */
   memoryMb?: number;
+  /** qemu's network arguments; the default is no network at all */
+  net?: string[];
+  /** more kernel command line (read by the guest's /init from /proc/cmdline) */
+  append?: string;
 }
 
 export async function bootGuest(vmlinuz: string, initrd: string, logPath: string, timeoutSeconds: number, progress: Progress, opts: BootOptions = {}): Promise<BootResult> {
@@ -92,9 +96,9 @@ export async function bootGuest(vmlinuz: string, initrd: string, logPath: string
     '--kill-after=10', String(timeoutSeconds),
     // Two vCPUs (multi-threaded TCG) so the selftest's concurrent senders really run in parallel.
     'qemu-system-x86_64', '-accel', 'tcg', '-m', String(opts.memoryMb ?? 512), '-smp', '2',
-    '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-nic', 'none', '-no-reboot',
+    '-display', 'none', '-serial', 'stdio', '-monitor', 'none', ...(opts.net ?? ['-nic', 'none']), '-no-reboot',
     '-kernel', vmlinuz, '-initrd', initrd,
-    '-append', 'console=ttyS0 quiet panic=-1',
+    '-append', `console=ttyS0 quiet panic=-1${opts.append ? ` ${opts.append}` : ''}`,
   ];
   const log = createWriteStream(logPath);
   log.write(`# timeout ${args.join(' ')}\n`);

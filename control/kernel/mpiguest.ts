@@ -23,9 +23,9 @@ import { buildDir, cBuildDir, dicomdBin, root } from '../paths.js';
 export const guestRootDir = process.env.DICOM_GUEST_ROOT ?? path.join(kernelCacheDir, 'guest-root');
 const rootScript = path.join(root, 'ci/kernel-guest-root.sh');
 const STAMP = '.dicom-guest-root';
-const BUILD_LOCK = '/tmp/dicom-build.lock';
+export const BUILD_LOCK = '/tmp/dicom-build.lock';
 /** The guest's Open MPI must be the host's: the component and programs are built on the host. */
-const OMPI_PACKAGE = 'openmpi-bin';
+export const OMPI_PACKAGE = 'openmpi-bin';
 const GUEST_MEMORY_MB = 2048;
 
 export interface MpiGuestResult extends BootResult {
@@ -34,7 +34,7 @@ export interface MpiGuestResult extends BootResult {
 }
 
 /** Lines of a child's output to the progress display, the last ones kept for errors. */
-async function streamed(cmd: string, args: string[], progress: Progress, what: string, env: Record<string, string> = {}): Promise<void> {
+export async function streamed(cmd: string, args: string[], progress: Progress, what: string, env: Record<string, string> = {}): Promise<void> {
   const sub = execa(cmd, args, { all: true, reject: false, env, timeout: 40 * 60_000, forceKillAfterDelay: 10_000 });
   const tail: string[] = [];
   for await (const line of sub.iterable({ from: 'all' })) {
@@ -53,7 +53,7 @@ export async function ensureGuestRoot(progress: Progress): Promise<string> {
 }
 
 /** The root as one newc archive, remade only when the root was rebuilt. */
-async function rootArchive(dir: string, progress: Progress): Promise<string> {
+export async function rootArchive(dir: string, progress: Progress): Promise<string> {
   const out = `${dir}.cpio`;
   const stamp = await stat(path.join(dir, STAMP));
   const have = await stat(out).catch(() => undefined);
@@ -64,7 +64,7 @@ async function rootArchive(dir: string, progress: Progress): Promise<string> {
   return out;
 }
 
-async function cpio(dir: string, out: string): Promise<void> {
+export async function cpio(dir: string, out: string): Promise<void> {
   const r = await execa('bash', ['-c', 'set -o pipefail; cd "$DIR" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0 > "$OUT"'], {
     env: { DIR: dir, OUT: out },
     reject: false,
@@ -72,7 +72,7 @@ async function cpio(dir: string, out: string): Promise<void> {
   if (r.exitCode !== 0) throw new KernelError(`cpio of ${dir} failed: ${r.stderr.trim()}`);
 }
 
-async function debVersion(pkg: string, dpkgStatus?: string): Promise<string | undefined> {
+export async function debVersion(pkg: string, dpkgStatus?: string): Promise<string | undefined> {
   if (!dpkgStatus) {
     const r = await execa('dpkg-query', ['-W', '-f', '${Version}', pkg], { reject: false });
     return r.exitCode === 0 ? r.stdout.trim() : undefined;
@@ -113,7 +113,7 @@ interface HostParts {
 }
 
 /** The sanitizer runtimes a binary loads (the guest root has no gcc). */
-async function sanitizerLibs(bin: string): Promise<string[]> {
+export async function sanitizerLibs(bin: string): Promise<string[]> {
   const r = await execa('ldd', [bin], { reject: false });
   const libs = [...r.stdout.matchAll(/=> (\S*lib(?:asan|ubsan)\.so\S*)/g)].map((m) => m[1]!);
   if (libs.length === 0) throw new KernelError(`${bin} loads no sanitizer runtime (ldd: ${r.stdout.trim() || r.stderr.trim()})`);
@@ -138,14 +138,18 @@ async function overlay(outDir: string, ko: string, parts: HostParts): Promise<st
     ...parts.sanitizerLibs.map((l): [string, string] => [l, path.join(dir, 'usr/lib/x86_64-linux-gnu', path.basename(l))]),
     [path.join(patchesDir, 'guest', 'mpi-init'), path.join(dir, 'init')],
   ];
+  return writeOverlay(dir, copies, path.join(outDir, 'mpi-overlay.cpio'), 'the MPI guest');
+}
+
+/** Copies [from, to] pairs under dir (its /init made executable) and archives dir as out. */
+export async function writeOverlay(dir: string, copies: [string, string][], out: string, what: string): Promise<string> {
   for (const [from, to] of copies) {
     await mkdir(path.dirname(to), { recursive: true });
     await copyFile(from, to).catch((e: Error) => {
-      throw new KernelError(`the MPI guest needs ${from}: ${e.message}`);
+      throw new KernelError(`${what} needs ${from}: ${e.message}`);
     });
   }
   await chmod(path.join(dir, 'init'), 0o755);
-  const out = path.join(outDir, 'mpi-overlay.cpio');
   await cpio(dir, out);
   return out;
 }

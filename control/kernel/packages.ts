@@ -30,6 +30,8 @@ export interface KernelCache {
   /** the kbuild directory modules are built against (make -C) */
   headersDir: string;
   vmlinuz: string;
+  /** the image's e1000 driver, uncompressed: the NIC of the relay test's two guests */
+  nicModule: string;
 }
 
 export type Progress = (line: string) => void;
@@ -176,6 +178,22 @@ grep -q "^include $DEST/usr/src/" "$mk"`,
     DEB: image,
     RELEASE: pkgs.release,
   });
+  // Debian builds every NIC driver as a module; newer images compress them.
+  const nicDir = path.join(dir, 'nic');
+  await unpackOnce(
+    nicDir,
+    `dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$DEST.partial" --wildcards '*/e1000/e1000.ko*'
+ko=$(find "$DEST.partial" -name 'e1000.ko*' | head -n 1)
+[ -n "$ko" ] || { echo "no e1000.ko in $DEB" >&2; exit 1; }
+case "$ko" in
+  *.xz) xz -dc "$ko" > "$DEST.partial/e1000.ko.new" ;;
+  *.zst) zstd -qdc "$ko" > "$DEST.partial/e1000.ko.new" ;;
+  *) cp "$ko" "$DEST.partial/e1000.ko.new" ;;
+esac
+find "$DEST.partial" -mindepth 1 -maxdepth 1 ! -name e1000.ko.new -exec rm -rf {} +
+mv "$DEST.partial/e1000.ko.new" "$DEST.partial/e1000.ko"`,
+    { DEB: image },
+  );
   await writeFile(path.join(dir, 'packages.json'), JSON.stringify(pkgs, null, 2) + '\n');
-  return { pkgs, sourceTree, headersDir, vmlinuz: path.join(bootDir, `vmlinuz-${pkgs.release}`) };
+  return { pkgs, sourceTree, headersDir, vmlinuz: path.join(bootDir, `vmlinuz-${pkgs.release}`), nicModule: path.join(nicDir, 'e1000.ko') };
 }

@@ -39,12 +39,13 @@ const progress = (line: string) => step(line);
 export const commands: Command[] = [
   {
     name: 'kernel test',
-    summary: 'one kernel cell: git apply --check, checkpatch --strict, DKMS build, qemu boot + selftest (TAP); --mpi adds an MPI job over the mailboxes in a bookworm guest',
-    usage: `kernel test --kernel ${supported} [--no-boot] [--mpi] [--timeout SECONDS] [--out DIR] [--json]`,
+    summary: 'one kernel cell: git apply --check, checkpatch --strict, DKMS build, qemu boot + selftest (TAP); --mpi adds an MPI job over the mailboxes in a bookworm guest; --relay carries messages between two guests through dicomd\'s relay',
+    usage: `kernel test --kernel ${supported} [--no-boot] [--mpi] [--relay] [--timeout SECONDS] [--out DIR] [--json]`,
     options: {
       kernel: { type: 'string', short: 'k' },
       'no-boot': { type: 'boolean' },
       mpi: { type: 'boolean' },
+      relay: { type: 'boolean' },
       timeout: { type: 'string' },
       out: { type: 'string' },
     },
@@ -57,6 +58,7 @@ export const commands: Command[] = [
           outDir,
           boot: !args.values['no-boot'],
           mpi: Boolean(args.values.mpi),
+          relay: Boolean(args.values.relay),
           bootTimeoutSeconds: int(args, 'timeout', 300, 30, 3600),
           progress,
         }),
