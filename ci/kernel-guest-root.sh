@@ -13,7 +13,8 @@ CACHE=${DICOM_CACHE:-/var/cache/dicom-ompi}
 DIR=${DICOM_GUEST_ROOT:-$CACHE/kernel/guest-root}
 SUITE=bookworm
 # openssh-client: Open MPI's rsh launcher refuses to start without ssh, even on one node.
-PACKAGES=(openmpi-bin libopenmpi3 openssh-client)
+# openssh-server: the relay guests (`kernel test --relay`) start the rank on the second node over ssh.
+PACKAGES=(openmpi-bin libopenmpi3 openssh-client openssh-server)
 STAMP=.dicom-guest-root
 say() { printf '» guest-root: %s\n' "$*" >&2; }
 fail() { printf 'guest-root: error: %s\n' "$*" >&2; exit 1; }

@@ -107,7 +107,7 @@ fi
 # progress) and unpacks them there; afterwards it is instant. Nothing is
 # installed as the host's kernel. DICOM_SKIP_KERNEL_CACHE=1 skips the download
 # (the test then fetches on demand). 6.12 is fetched by its own cell.
-KERNEL_APT=(qemu-system-x86 busybox-static cpio dwarves kmod gcc-12 git perl debootstrap xz-utils zstd)
+KERNEL_APT=(qemu-system-x86 busybox-static cpio dwarves kmod gcc-12 git perl debootstrap xz-utils zstd dkms)
 kmissing=()
 for p in "${KERNEL_APT[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || kmissing+=("$p")

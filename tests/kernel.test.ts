@@ -132,10 +132,12 @@ for (const kernel of kernels) {
     t.deepEqual(failed.map((c) => `${c.name}: ${c.summary} ${c.details.join(' | ')}`), [], all.slice(-3000));
     t.is(exitCode, 0);
     t.true(r.ok);
-    t.is(r.checks.length, kernel === kernels[0] ? 8 : 6);
+    t.is(r.checks.length, kernel === kernels[0] ? 9 : 7);
     t.is(r.artifacts.series.length, 4);
     t.regex(r.checks[2]!.summary, /^0 errors, 0 warnings, 0 checks in \d+ lines of 4 patches$/);
     t.regex(r.checks[3]!.summary, new RegExp(`vermagic ${r.packages!.release.replace(/[.+]/g, '\\$&')} `));
+    // Debian's dkms itself, in a private DKMS tree: add, build, install.
+    t.regex(r.checks[4]!.summary, new RegExp(`^dkms-3\\.[\\d.]+: add, build, install; updates/dkms/dicom_mbox\\.ko, vermagic ${r.packages!.release.replace(/[.+]/g, '\\$&')} `));
     const st = r.selftest!;
     t.true(st.planned >= 18, `planned ${st.planned}`);
     t.is(st.failed, 0);
@@ -187,14 +189,18 @@ cellTest(`kernel ${kernels[0]} relay guests: two nodes exchange messages through
   const check = r.checks.find((c) => c.name.includes("dicomd's relay"));
   t.true(check?.ok, `${check?.summary} ${check?.details.join(' | ')}`);
   t.is(rl!.tap.failed, 0);
-  t.is(rl!.tap.planned, 11, 'node 0: 6 checks, node 1: 5');
-  t.is(rl!.tap.passed, 11);
+  t.is(rl!.tap.planned, 14, 'node 0: 8 checks, node 1: 6');
+  t.is(rl!.tap.passed, 14);
   const lines = rl!.tap.lines;
   // Each side: every message it received came out of its mailbox through the relay.
   const relayed = lines.filter((l) => /^ok \d+ - every message went through the relay: kernel_relayed_delivered (\d+)\/\1, kernel_relayed_sent (\d+)\/\2/.test(l));
   t.is(relayed.length, 2, lines.join('\n'));
-  t.true(lines.some((l) => /^ok \d+ - dicomd \(ASan\+UBSan\) holds \/dev\/dicom\/relay as node 10\.77\.0\.1$/.test(l)));
-  t.true(lines.some((l) => /^ok \d+ - eth0 is 10\.77\.0\.2 on the guests' own link, 10\.77\.0\.1 is on it and nothing routes further$/.test(l)));
+  // The MPI job with a rank on each node: pingpong passed, and each rank received everything through the relay.
+  t.true(lines.some((l) => /^ok \d+ - mpirun -np 2 -H 10\.79\.0\.1,10\.79\.0\.2 --mca btl self,dicom pingpong .*RESULT ok ranks=2 /.test(l)), lines.join('\n'));
+  const ranks = lines.filter((l) => /^ok \d+ - this node's MPI rank received every message through the relay: kernel_relayed_delivered=(\d+)\/\1 kernel_relayed_sent=\d+$/.test(l));
+  t.is(ranks.length, 2, lines.join('\n'));
+  t.true(lines.some((l) => /^ok \d+ - dicomd \(ASan\+UBSan\) holds \/dev\/dicom\/relay as node 10\.79\.0\.1$/.test(l)));
+  t.true(lines.some((l) => /^ok \d+ - eth0 is 10\.79\.0\.2 on the guests' own link, 10\.79\.0\.1 is on it and nothing routes further$/.test(l)));
   // Both dicomds carried records each way, lost none, and refused only the message to pid 1.
   t.is(rl!.figures.relay.length, 2);
   for (const c of rl!.figures.relay) {

@@ -2,7 +2,7 @@
 // checks for one kernel series, with timings, as TAP or as JSON.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { applyCheck, buildModule, buildSelftest, checkpatch, type CheckResult } from './checks.js';
+import { applyCheck, buildModule, buildSelftest, checkpatch, type CheckResult, dkmsInstall } from './checks.js';
 import { runMpiGuest } from './mpiguest.js';
 import { type RelayFigures, runRelayGuests } from './relayguests.js';
 import { bootGuest, buildInitramfs, type BootResult, type GuestTimings, type TapSummary } from './guest.js';
@@ -92,6 +92,8 @@ async function runCellLocked(o: CellOptions): Promise<CellResult> {
   const mod = await buildModule(rendered.dkms, cache.headersDir, cache.pkgs.release, path.join(o.outDir, 'dkms-tree'), o.progress);
   const moduleOk = add(`DKMS module builds against linux-headers-${cache.pkgs.release}`, mod);
   result.artifacts.module = mod.ko;
+  o.progress('dkms add, build and install (a private DKMS tree)');
+  add(`dkms add/build/install for ${cache.pkgs.release}`, await dkmsInstall(rendered.dkms, cache.headersDir, cache.pkgs.release, path.join(o.outDir, 'dkms-install')));
 
   const selftestBin = path.join(o.outDir, 'dicom_mbox_test');
   const selftestOk = add('selftest builds (static)', await buildSelftest(rendered.tree, selftestBin));

@@ -106,6 +106,51 @@ test -f "$BUILD/$BUILT_MODULE_NAME.ko"`;
   return { ok: true, summary: `dicom_mbox.ko, vermagic ${vermagic}`, details: [], seconds, ko, vermagic };
 }
 
+/**
+ * What an administrator runs: `dkms add`, `dkms build` and `dkms install`
+ * with Debian's dkms, on the rendered package dir. DKMS keeps its trees in
+ * /var/lib/dkms, /usr/src and /lib/modules unless /etc/dkms/framework.conf
+ * says otherwise; so it runs in a private mount namespace whose /etc/dkms
+ * holds a framework.conf pointing all three into `work`, and the host's own
+ * DKMS state is never touched. The module is not signed (no sign-file in
+ * the cached headers), as for the boot check.
+ */
+export async function dkmsInstall(dkmsDir: string, headersDir: string, release: string, work: string): Promise<ModuleBuild> {
+  const t0 = performance.now();
+  const version = await execa('dkms', ['--version'], { reject: false });
+  if (version.exitCode !== 0) {
+    return { ok: false, summary: 'the dkms tool is missing (apt-get install dkms; ci/provision.sh does)', details: [], seconds: 0 };
+  }
+  await rm(work, { recursive: true, force: true });
+  const { name, version: v } = dkmsPackage;
+  const script = `set -euo pipefail
+mkdir -p "$WORK/etc" "$WORK/tree" "$WORK/src" "$WORK/modules/$RELEASE"
+cp -r "$SRC" "$WORK/src/$NAME-$VER"
+printf 'dkms_tree="%s"\nsource_tree="%s"\ninstall_tree="%s"\n' "$WORK/tree" "$WORK/src" "$WORK/modules" > "$WORK/etc/framework.conf"
+mount --bind "$WORK/etc" /etc/dkms
+dkms add -m "$NAME" -v "$VER"
+nice -n 10 dkms build -m "$NAME" -v "$VER" -k "$RELEASE" --kernelsourcedir "$KDIR"
+dkms install --no-depmod -m "$NAME" -v "$VER" -k "$RELEASE" --kernelsourcedir "$KDIR"
+dkms status -m "$NAME" -v "$VER" -k "$RELEASE"`;
+  const r = await execa('unshare', ['-m', '--propagation', 'private', 'bash', '-c', script], {
+    env: { SRC: dkmsDir, WORK: work, KDIR: headersDir, RELEASE: release, NAME: name, VER: v },
+    all: true,
+    reject: false,
+    timeout: 15 * 60_000,
+  });
+  const out = String(r.all ?? '');
+  const seconds = (performance.now() - t0) / 1000;
+  const dkmsVersion = version.stdout.trim();
+  if (r.exitCode !== 0) return { ok: false, summary: `${dkmsVersion} failed (exit ${r.exitCode ?? r.signal})`, details: tail(out), seconds };
+  const ko = path.join(work, 'modules', release, 'updates', 'dkms', 'dicom_mbox.ko');
+  const vermagic = (await execa('modinfo', ['-F', 'vermagic', ko], { reject: false })).stdout.trim();
+  const status = new RegExp(`^${name}/${v}, ${release.replace(/[.+]/g, '\\$&')}, x86_64: installed`, 'm');
+  if (!status.test(out) || !vermagic.startsWith(`${release} `)) {
+    return { ok: false, summary: `dkms status or the installed module is wrong (vermagic "${vermagic}")`, details: tail(out), seconds, ko, vermagic };
+  }
+  return { ok: true, summary: `${dkmsVersion}: add, build, install; updates/dkms/dicom_mbox.ko, vermagic ${vermagic}`, details: [], seconds, ko, vermagic };
+}
+
 /** The selftest, static, so the guest needs nothing but busybox. */
 export async function buildSelftest(renderedTree: string, out: string): Promise<CheckResult> {
   return timedCheck(async () => {

@@ -83,7 +83,7 @@ export async function debVersion(pkg: string, dpkgStatus?: string): Promise<stri
 }
 
 /** What the guest runs, built on the host under the shared build lock. */
-async function buildHostParts(progress: Progress): Promise<HostParts> {
+export async function buildHostParts(progress: Progress): Promise<HostParts> {
   const lock = ['-w', '1800', BUILD_LOCK, 'nice', '-n', '10'];
   const make = ['make', '-C', path.join(root, 'btl-dicom'), '-j2'];
   progress('  building libdicom and dicomd');
@@ -104,7 +104,7 @@ async function buildHostParts(progress: Progress): Promise<HostParts> {
   return { btl, testKmbox, asanDicomd, sanitizerLibs: await sanitizerLibs(testKmbox), pingpong: path.join(buildDir, 'mpi', 'pingpong') };
 }
 
-interface HostParts {
+export interface HostParts {
   btl: string;
   testKmbox: string;
   asanDicomd: string;

@@ -4,7 +4,9 @@
 // sends the other messages of 0 B .. 1 MiB with libdicom's kernel backend
 // required, so every message leaves one mailbox, crosses both dicomds' relays
 // and lands in the other mailbox (btl-dicom/tests/relay_peer.c,
-// kernel-patches/guest/relay-init).
+// kernel-patches/guest/relay-init). Then node 0 runs a two-rank MPI job over
+// self,dicom with one rank on each node, launched over ssh (a key made for the
+// run), whose messages must all have crossed the relay too.
 //
 // The guests boot the MPI guest's cached bookworm root with an overlay of
 // what the host built (the module, the image's e1000 driver, dicomd and
@@ -12,19 +14,19 @@
 // one qemu listens on 127.0.0.1 and the other connects there, so the guests'
 // frames never leave this machine's loopback, and /init refuses to send if
 // the guest has any route beyond that link.
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { BUSYBOX, type BootResult, bootGuest } from './guest.js';
-import { BUILD_LOCK, ensureGuestRoot, rootArchive, sanitizerLibs, streamed, writeOverlay } from './mpiguest.js';
+import { BUILD_LOCK, buildHostParts, ensureGuestRoot, type HostParts, rootArchive, sanitizerLibs, streamed, writeOverlay } from './mpiguest.js';
 import { type Progress } from './packages.js';
 import { patchesDir } from './render.js';
 import { KernelError } from './versions.js';
 import { cBuildDir, root } from '../paths.js';
 
 const GUEST_MEMORY_MB = 2048;
-/** The guests' own link; it exists only inside them. */
-const NODES = ['10.77.0.1', '10.77.0.2'] as const;
+/** The guests' own link; it exists only inside them (the host's lab uses 10.77.0.0/24). */
+const NODES = ['10.79.0.1', '10.79.0.2'] as const;
 /** qemu's socket netdev listens here: loopback, checked before the second guest connects. */
 const LINK_HOST = '127.0.0.1';
 
@@ -47,9 +49,12 @@ interface RelayParts {
   dicomd: string;
   relayPeer: string;
   sanitizerLibs: string[];
+  /** the MPI guest's: mca_btl_dicom.so and pingpong */
+  mpi: HostParts;
 }
 
 async function buildParts(progress: Progress): Promise<RelayParts> {
+  const mpi = await buildHostParts(progress);
   const asanDir = path.join(cBuildDir, 'asan');
   const dicomd = path.join(asanDir, 'dicomd');
   const relayPeer = path.join(asanDir, 'tests', 'relay_peer');
@@ -60,19 +65,37 @@ async function buildParts(progress: Progress): Promise<RelayParts> {
     progress,
     'building the relay guests’ programs',
   );
-  return { dicomd, relayPeer, sanitizerLibs: await sanitizerLibs(relayPeer) };
+  return { dicomd, relayPeer, sanitizerLibs: await sanitizerLibs(relayPeer), mpi };
+}
+
+/** A key for root, made for this run: node 0's mpirun starts the rank on node 1 over ssh. */
+async function sshKey(outDir: string): Promise<string> {
+  const key = path.join(outDir, 'relay-ssh-key');
+  await rm(key, { force: true });
+  await rm(`${key}.pub`, { force: true });
+  const r = await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'dicom relay guests', '-f', key], { reject: false });
+  if (r.exitCode !== 0) throw new KernelError(`ssh-keygen failed: ${r.stderr.trim()}`);
+  await writeFile(path.join(outDir, 'relay-ssh-config'), 'Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n');
+  return key;
 }
 
 async function overlay(outDir: string, ko: string, nic: string, parts: RelayParts): Promise<string> {
   const dir = path.join(outDir, 'relay-overlay');
   await rm(dir, { recursive: true, force: true });
   const opt = path.join(dir, 'opt/dicom');
+  const key = await sshKey(outDir);
+  const ssh = path.join(dir, 'root/.ssh');
   const copies: [string, string][] = [
     [BUSYBOX, path.join(opt, 'busybox')],
     [ko, path.join(opt, 'dicom_mbox.ko')],
     [nic, path.join(opt, 'e1000.ko')],
     [parts.dicomd, path.join(opt, 'dicomd')],
     [parts.relayPeer, path.join(opt, 'relay_peer')],
+    [parts.mpi.btl, path.join(opt, 'btl', 'mca_btl_dicom.so')],
+    [parts.mpi.pingpong, path.join(opt, 'pingpong')],
+    [key, path.join(ssh, 'id_ed25519')],
+    [`${key}.pub`, path.join(ssh, 'authorized_keys')],
+    [path.join(outDir, 'relay-ssh-config'), path.join(ssh, 'config')],
     ...parts.sanitizerLibs.map((l): [string, string] => [l, path.join(dir, 'usr/lib/x86_64-linux-gnu', path.basename(l))]),
     [path.join(patchesDir, 'guest', 'relay-init'), path.join(dir, 'init')],
   ];
