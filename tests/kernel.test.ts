@@ -209,10 +209,13 @@ cellTest(`kernel ${kernels[0]} relay guests: two nodes exchange messages through
     t.is(c.too_big, 0, JSON.stringify(c));
   }
   t.true(rl!.figures.refusedMs! >= 0 && rl!.figures.refusedMs! < 2000);
+  // Node 1's mailboxes hold 8 messages (queue_max=8): its dicomd had to hold records and retry.
+  t.true(rl!.figures.relay[1]!.paused_in! > 0, JSON.stringify(rl!.figures.relay[1]));
   for (const log of r.artifacts.relayBootLogs!) t.regex(await readFile(log, 'utf8'), /DICOM-TAP-END rc=0/);
   t.log(
     `relay guests on ${r.packages!.release}: exchange ${rl!.figures.exchangeSeconds.map((s) => s.toFixed(1)).join(' / ')} s, ` +
       `refusal ${rl!.figures.refusedMs} ms, records out/in ${rl!.figures.relay.map((c) => `${c.out_records}/${c.in_records}`).join(' and ')}, ` +
+      `paused out/in ${rl!.figures.relay.map((c) => `${c.paused_out}/${c.paused_in}`).join(' and ')}, ` +
       `qemu ${rl!.timings.map((x) => x.totalSeconds.toFixed(1)).join(' / ')} s`,
   );
 });

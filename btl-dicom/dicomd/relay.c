@@ -215,6 +215,7 @@ static int forward(struct dicomd *d, size_t len)
 	if (c->out_len > RELAY_OUT_HIGH) {
 		r->out_held_len = len;
 		r->out_held_conn = c->id;
+		r->n.paused_out++;
 		return 1;
 	}
 	struct dicom_frame f = { .type = DICOM_FT_RELAY, .length = h->len, .aux = h->uid,
@@ -324,8 +325,10 @@ void relay_frame(struct dicomd *d, struct dconn *c, const struct dicom_frame *f)
 	memcpy(c->relay_held + sizeof(struct dicom_relay_hdr), f->payload, f->length);
 	c->relay_held_since = dicom_now_ns();
 	r->in_held++;
-	if (retry_inbound(d, c, c->relay_held_since))
+	if (retry_inbound(d, c, c->relay_held_since)) {
+		r->n.paused_in++;
 		dconn_pause_input(d, c, 1); /* in order: nothing behind it goes first */
+	}
 }
 
 void relay_conn_closed(struct dicomd *d, struct dconn *c)
@@ -377,10 +380,12 @@ void relay_status(const struct dicomd *d, struct jbuf *j)
 	jprintf(j,
 		"\"relay\":{\"attached\":true,\"out_records\":%llu,\"out_bytes\":%llu,"
 		"\"in_records\":%llu,\"in_bytes\":%llu,\"refused\":%llu,\"dropped\":%llu,"
-		"\"too_big\":%llu,\"held_out\":%s,\"held_in\":%u},",
+		"\"too_big\":%llu,\"paused_out\":%llu,\"paused_in\":%llu,\"held_out\":%s,"
+		"\"held_in\":%u},",
 		(unsigned long long)n->out_records, (unsigned long long)n->out_bytes,
 		(unsigned long long)n->in_records, (unsigned long long)n->in_bytes,
 		(unsigned long long)n->refused, (unsigned long long)n->dropped,
-		(unsigned long long)n->too_big, r->out_held_len ? "true" : "false",
+		(unsigned long long)n->too_big, (unsigned long long)n->paused_out,
+		(unsigned long long)n->paused_in, r->out_held_len ? "true" : "false",
 		r->in_held);
 }

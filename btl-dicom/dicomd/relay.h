@@ -22,6 +22,8 @@ struct relay_counters {
 	uint64_t refused;                /* answered NOT_HERE (no mailbox, no relay, no peer) */
 	uint64_t dropped;                /* lost: a peer gone, a mailbox full too long, a forgery */
 	uint64_t too_big;                /* over DICOM_WIRE_MAX_RELAY, dropped by the driver */
+	uint64_t paused_out;             /* a congested peer connection stopped reading the device */
+	uint64_t paused_in;              /* a full mailbox paused a peer's connection */
 };
 
 struct dicomd;

@@ -257,11 +257,12 @@ int main(int argc, char **argv)
 	int n = dicom_query_status(NULL, status, sizeof(status));
 	if (n > 0) {
 		printf("# dicomd relay: out_records %lld out_bytes %lld in_records %lld in_bytes %lld "
-		       "refused %lld dropped %lld too_big %lld\n",
+		       "refused %lld dropped %lld too_big %lld paused_out %lld paused_in %lld\n",
 		       relay_field(status, "out_records"), relay_field(status, "out_bytes"),
 		       relay_field(status, "in_records"), relay_field(status, "in_bytes"),
 		       relay_field(status, "refused"), relay_field(status, "dropped"),
-		       relay_field(status, "too_big"));
+		       relay_field(status, "too_big"), relay_field(status, "paused_out"),
+		       relay_field(status, "paused_in"));
 	}
 	close(sock);
 	(void)ok;

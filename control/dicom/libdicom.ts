@@ -63,6 +63,23 @@ export function queryStatus(daemonName = 'dicomd'): Record<string, unknown> {
   return parse(rc, text, `status of @${daemonName}`);
 }
 
+/** queryStatus for servers: the query runs off the event loop. daemonName may be inNetns(ns) for a lab node. */
+export async function queryStatusAsync(daemonName = 'dicomd'): Promise<Record<string, unknown>> {
+  ensureOpen();
+  const { rc, text } = await withOutBufferAsync(
+    (out) =>
+      load({
+        library: 'libdicom',
+        funcName: 'dicom_query_status',
+        retType: DataType.I32,
+        paramsType: [DataType.String, DataType.External, DataType.U64],
+        paramsValue: [daemonName, out, OUT_LEN],
+        runInNewThread: true,
+      }) as Promise<number>,
+  );
+  return parse(rc, text, `status of ${daemonName.startsWith('netns:') ? daemonName : `@${daemonName}`}`);
+}
+
 /** Where (home node, home pid) runs now, as the home daemon says. addr is "a.b.c.d:pid". */
 export function queryResolve(addr: string, daemonName = 'dicomd'): Record<string, unknown> {
   ensureOpen();

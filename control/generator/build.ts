@@ -3,6 +3,7 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { withDirLock } from '../dirlock.js';
 import { buildDir, cBuildDir, root } from '../paths.js';
 import { renderCompat } from './compat.js';
 import { detectPmix } from './detect.js';
@@ -44,7 +45,7 @@ export function libdicomBuildDir(t?: OmpiTarget): string {
 
 export async function buildLibdicom(onLine: LogSink = () => {}, t?: OmpiTarget): Promise<string> {
   const out = libdicomBuildDir(t);
-  await make(['-C', path.join(root, 'btl-dicom'), `-j2`, `BUILD=${out}`], onLine, root, t?.runPrefix ?? []);
+  await withDirLock(out, onLine, () => make(['-C', path.join(root, 'btl-dicom'), `-j2`, `BUILD=${out}`], onLine, root, t?.runPrefix ?? []));
   return out;
 }
 
@@ -59,10 +60,17 @@ export interface BuildResult {
   files: string[];
 }
 
-/** libdicom, then render the templates for `t`, then make mca_btl_dicom.so. */
+/**
+ * libdicom, then render the templates for `t`, then make mca_btl_dicom.so;
+ * one build of a target at a time, whoever asks (API, CLI, matrix, guests).
+ */
 export async function buildComponent(t: OmpiTarget, onLine: LogSink = () => {}): Promise<BuildResult> {
-  const libdicomDir = await buildLibdicom(onLine, t);
   const dir = componentBuildDir(t);
+  return withDirLock(dir, onLine, () => buildComponentLocked(t, dir, onLine));
+}
+
+async function buildComponentLocked(t: OmpiTarget, dir: string, onLine: LogSink): Promise<BuildResult> {
+  const libdicomDir = await buildLibdicom(onLine, t);
   const pmix = t.btlApi === '3.3' ? await detectPmix(t) : undefined;
   const compat = await renderCompat(t, dir);
   const files = await renderSet('component', contextFor(t, libdicomDir, { pmix, compatIncdir: compat.incdir }), dir);

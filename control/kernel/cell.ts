@@ -6,7 +6,7 @@ import { applyCheck, buildModule, buildSelftest, checkpatch, type CheckResult, d
 import { runMpiGuest } from './mpiguest.js';
 import { type RelayFigures, runRelayGuests } from './relayguests.js';
 import { bootGuest, buildInitramfs, type BootResult, type GuestTimings, type TapSummary } from './guest.js';
-import { withDirLock } from './lock.js';
+import { withDirLock } from '../dirlock.js';
 import { type KernelPackages, prepareKernel, type Progress } from './packages.js';
 import { renderKernel } from './render.js';
 import { makeSeries } from './series.js';

@@ -18,6 +18,7 @@ import { BUSYBOX, type BootResult, bootGuest } from './guest.js';
 import { kernelCacheDir, type Progress } from './packages.js';
 import { patchesDir } from './render.js';
 import { KernelError } from './versions.js';
+import { buildLibdicom } from '../generator/build.js';
 import { buildDir, cBuildDir, dicomdBin, root } from '../paths.js';
 
 export const guestRootDir = process.env.DICOM_GUEST_ROOT ?? path.join(kernelCacheDir, 'guest-root');
@@ -87,7 +88,9 @@ export async function buildHostParts(progress: Progress): Promise<HostParts> {
   const lock = ['-w', '1800', BUILD_LOCK, 'nice', '-n', '10'];
   const make = ['make', '-C', path.join(root, 'btl-dicom'), '-j2'];
   progress('  building libdicom and dicomd');
-  await streamed('flock', [...lock, ...make, 'all'], progress, 'building libdicom');
+  await buildLibdicom((line) => progress(`  ${line}`)).catch((e: Error) => {
+    throw new KernelError(`building libdicom failed: ${e.message}`);
+  });
   // The sanitizer tree of `make check`; the test starts the dicomd built next to it.
   const asanDir = path.join(cBuildDir, 'asan');
   const testKmbox = path.join(asanDir, 'tests', 'test_kmbox');

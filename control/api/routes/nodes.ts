@@ -1,15 +1,14 @@
 // GET /nodes: the control-plane host and the lab's nodes, each with its
-// dicomd's own status asked through libdicom (ffi-rs) — a lab node's from
-// inside its network namespace, by the status worker — and the nodes
-// registered in the job database (by detection over ssh, for example).
-import path from 'node:path';
+// dicomd's own status asked through libdicom (ffi-rs) off the event loop — a
+// lab node's through a `netns:` daemon name, which libdicom reaches from a
+// thread inside that namespace — and the nodes registered in the job
+// database (by detection over ssh, for example).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { DEFAULT_SOCKET } from '../../daemon/daemon.js';
-import { type GossipView, inNetns, queryViewAsync } from '../../dicom/libdicom.js';
+import { type GossipView, inNetns, queryStatusAsync, queryViewAsync } from '../../dicom/libdicom.js';
 import { labStatus } from '../../lab/status.js';
 import type { ApiDeps } from '../app.js';
-import { queryDicomds, stopDicomdWorker } from '../nodes/dicomd-status.js';
 import { DateTime, Nullable, StringEnum, errors } from '../schemas.js';
 
 const NodeView = Type.Object({
@@ -26,7 +25,6 @@ const NodeView = Type.Object({
 });
 
 export const nodeRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db }) => {
-  app.addHook('onClose', stopDicomdWorker);
   app.get(
     '/nodes',
     {
@@ -41,10 +39,13 @@ export const nodeRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db }
       const lab = await labStatus().catch(() => null);
       const labNodes = lab?.up ? lab.nodes : [];
       const inLab = labNodes.filter((n) => n.nsPresent);
-      const [local, ...answers] = await queryDicomds([
-        { netns: null, daemon: DEFAULT_SOCKET },
-        ...inLab.map((n) => ({ netns: path.join('/run/netns', n.ns), daemon: DEFAULT_SOCKET })),
-      ]);
+      type Answer = { status: Record<string, unknown>; error: null } | { status: null; error: string };
+      const ask = (daemon: string): Promise<Answer> =>
+        queryStatusAsync(daemon).then(
+          (status) => ({ status, error: null }),
+          (e: Error) => ({ status: null, error: e.message }),
+        );
+      const [local, ...answers] = await Promise.all([ask(DEFAULT_SOCKET), ...inLab.map((n) => ask(inNetns(n.ns, DEFAULT_SOCKET)))]);
       const reg = (name: string) => registered.find((r) => r.name === name);
       // The gossip view (dicomd's load vectors, MOSIX infod style): a lab node's entry as the
       // cluster sees it, from the first lab dicomd that answers; this host's from its own dicomd.

@@ -9,7 +9,7 @@ import { CliError, note, printJson, printTable, step } from '../output.js';
 import { cellTap, runCell } from '../../kernel/cell.js';
 import { kernelCacheDir, prepareKernel, resolvePackages } from '../../kernel/packages.js';
 import { cellDir, renderKernel } from '../../kernel/render.js';
-import { withDirLock } from '../../kernel/lock.js';
+import { withDirLock } from '../../dirlock.js';
 import { makeSeries } from '../../kernel/series.js';
 import { KernelError, SERIES, findSeries } from '../../kernel/versions.js';
 

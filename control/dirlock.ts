@@ -1,11 +1,11 @@
-// One kernel test per output directory at a time: a matrix runner may start
-// the same kernel twice (one per Open MPI version), and both would rewrite
-// the same series, module and initramfs. mkdir is atomic; the lock records
-// its owner's pid, so a lock left by a killed run is taken over.
+// One writer per output directory at a time, across processes: a matrix
+// runner may start the same kernel cell twice, and the API, the CLI and the
+// kernel guests all build build/btl/<Open MPI>; two at once would rewrite the
+// same files under each other. mkdir is atomic; the lock records its owner's
+// pid, so a lock left by a killed run is taken over.
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KernelError } from './versions.js';
 
 function alive(pid: number): boolean {
   try {
@@ -24,6 +24,10 @@ async function stale(lock: string): Promise<boolean> {
   return st !== undefined && Date.now() - st.mtimeMs > 60_000;
 }
 
+export class DirLockError extends Error {
+  override name = 'DirLockError';
+}
+
 export async function withDirLock<T>(dir: string, progress: (line: string) => void, fn: () => Promise<T>, maxWaitMs = 60 * 60_000): Promise<T> {
   const lock = `${dir}.lock`;
   await mkdir(path.dirname(lock), { recursive: true });
@@ -40,9 +44,9 @@ export async function withDirLock<T>(dir: string, progress: (line: string) => vo
         await rm(lock, { recursive: true, force: true });
         continue;
       }
-      if (Date.now() - t0 > maxWaitMs) throw new KernelError(`${dir} stayed locked by another kernel test (${lock})`);
+      if (Date.now() - t0 > maxWaitMs) throw new DirLockError(`${dir} stayed locked by another run (${lock}, pid ${await readFile(path.join(lock, 'pid'), 'utf8').catch(() => '?')})`);
       if (Date.now() - told > 30_000) {
-        progress(`waiting for another kernel test using ${dir} (${lock})`);
+        progress(`waiting for another run using ${dir} (${lock})`);
         told = Date.now();
       }
       await sleep(1000);
