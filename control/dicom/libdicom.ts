@@ -63,21 +63,26 @@ export function queryStatus(daemonName = 'dicomd'): Record<string, unknown> {
   return parse(rc, text, `status of @${daemonName}`);
 }
 
-/** queryStatus for servers: the query runs off the event loop. daemonName may be inNetns(ns) for a lab node. */
-export async function queryStatusAsync(daemonName = 'dicomd'): Promise<Record<string, unknown>> {
+/** A daemon query `funcName(daemon, out, len)` run by ffi-rs on a thread of its own, off the event loop. */
+async function daemonQueryAsync(funcName: string, daemonName: string, what: string): Promise<Record<string, unknown>> {
   ensureOpen();
   const { rc, text } = await withOutBufferAsync(
     (out) =>
       load({
         library: 'libdicom',
-        funcName: 'dicom_query_status',
+        funcName,
         retType: DataType.I32,
         paramsType: [DataType.String, DataType.External, DataType.U64],
         paramsValue: [daemonName, out, OUT_LEN],
         runInNewThread: true,
       }) as Promise<number>,
   );
-  return parse(rc, text, `status of ${daemonName.startsWith('netns:') ? daemonName : `@${daemonName}`}`);
+  return parse(rc, text, `${what} of ${daemonName.startsWith('netns:') ? daemonName : `@${daemonName}`}`);
+}
+
+/** queryStatus for servers: the query runs off the event loop. daemonName may be inNetns(ns) for a lab node. */
+export function queryStatusAsync(daemonName = 'dicomd'): Promise<Record<string, unknown>> {
+  return daemonQueryAsync('dicom_query_status', daemonName, 'status');
 }
 
 /** Where (home node, home pid) runs now, as the home daemon says. addr is "a.b.c.d:pid". */
@@ -133,19 +138,7 @@ export function queryView(daemonName = 'dicomd'): GossipView {
 
 /** queryView for servers: the query runs off the event loop. daemonName may be inNetns(ns) for a lab node. */
 export async function queryViewAsync(daemonName = 'dicomd'): Promise<GossipView> {
-  ensureOpen();
-  const { rc, text } = await withOutBufferAsync(
-    (out) =>
-      load({
-        library: 'libdicom',
-        funcName: 'dicom_query_view',
-        retType: DataType.I32,
-        paramsType: [DataType.String, DataType.External, DataType.U64],
-        paramsValue: [daemonName, out, OUT_LEN],
-        runInNewThread: true,
-      }) as Promise<number>,
-  );
-  return parse(rc, text, `gossip view of ${daemonName.startsWith('netns:') ? daemonName : `@${daemonName}`}`) as unknown as GossipView;
+  return (await daemonQueryAsync('dicom_query_view', daemonName, 'gossip view')) as unknown as GossipView;
 }
 
 /** Relays a PING to the endpoint addr through the dicomd daemonName; its stats and migration fields. */
