@@ -73,6 +73,27 @@ test.serial('POST /jobs runs an MPI program over self,dicom and captures stdout 
   t.is(list[0]!.id, j.id);
 });
 
+test.serial('MPI jobs run two at a time (the default slots); a third waits for a free slot', async (t) => {
+  interface Timed extends Job {
+    startedAt: string | null;
+    finishedAt: string | null;
+  }
+  // mpirun starts any program: three 2-second sleeps, submitted together.
+  const ids: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await api.req('POST', '/jobs', { program: '/bin/sleep', args: ['2'], np: 1, componentDir: site, daemon, timeoutSeconds: 60 });
+    t.is(r.status, 202);
+    ids.push((await json<Job>(r)).id);
+  }
+  for (const id of ids) t.is((await waitJob(id)).status, 'succeeded');
+  const jobs = await Promise.all(ids.map(async (id) => json<Timed>(await api.req('GET', `/jobs/${id}`))));
+  const span = jobs.map((j) => [Date.parse(j.startedAt!), Date.parse(j.finishedAt!)] as const).sort((x, y) => x[0] - y[0]);
+  const overlap = (a: readonly [number, number], b: readonly [number, number]) => a[0] < b[1] && b[0] < a[1];
+  t.true(overlap(span[0]!, span[1]!), `the first two ran at once: ${JSON.stringify(span)}`);
+  // The third started only once one of the first two had finished: never three at once.
+  t.true(span[2]![0] >= Math.min(span[0]![1], span[1]![1]) - 50, `the third waited for a slot: ${JSON.stringify(span)}`);
+});
+
 test.serial('a failing MPI job is recorded as failed with its exit code', async (t) => {
   const r = await api.req('POST', '/jobs', { program: 'abort', np: 2, componentDir: site, daemon, timeoutSeconds: 60 });
   const j = await waitJob((await json<Job>(r)).id);

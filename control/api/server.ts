@@ -13,6 +13,8 @@ export interface ServeOptions {
   embeddedDir?: string;
   buildsDir?: string;
   concurrency?: number;
+  /** MPI jobs run at once (see control/jobs/queue.ts) */
+  mpiSlots?: number;
   log?: (msg: string) => void;
   logger?: boolean;
 }
@@ -30,7 +32,7 @@ export async function serve(opts: ServeOptions = {}): Promise<Server> {
   const db = await openDb({ url: opts.databaseUrl, embeddedDir: opts.embeddedDir, log });
   let queue: JobQueue | undefined;
   try {
-    queue = await startQueue(db, { concurrency: opts.concurrency, buildsDir: opts.buildsDir, log });
+    queue = await startQueue(db, { concurrency: opts.concurrency, mpiSlots: opts.mpiSlots, buildsDir: opts.buildsDir, log });
     const app = await buildApp({ db, queue, logger: opts.logger ? { level: 'info' } : false });
     const address = await app.listen({ port: opts.port ?? 7311, host: opts.host ?? '127.0.0.1' });
     // Enabled load-balance policies run while a lab is up (see control/balancer/runner.ts).

@@ -17,8 +17,20 @@ export const MPI_QUEUE = 'mpi';
 export interface QueueOptions {
   /** global build concurrency (1 or 2); default 1 */
   concurrency?: number;
+  /** MPI jobs that run at once (1-8); default 2: jobs compete for the nodes, and the balancer spreads them */
+  mpiSlots?: number;
   buildsDir?: string;
   log?: (msg: string) => void;
+}
+
+export const MPI_SLOTS_DEFAULT = 2;
+export const MPI_SLOTS_MAX = 8;
+
+/** The number of MPI workers; a value outside 1..MPI_SLOTS_MAX is a caller's error. */
+export function mpiSlots(n: number | undefined): number {
+  if (n === undefined) return MPI_SLOTS_DEFAULT;
+  if (!Number.isInteger(n) || n < 1 || n > MPI_SLOTS_MAX) throw new RangeError(`MPI slots must be an integer from 1 to ${MPI_SLOTS_MAX}, not ${n}`);
+  return n;
 }
 
 export interface JobQueue {
@@ -108,20 +120,25 @@ export async function startQueue(db: Db, opts: QueueOptions = {}): Promise<JobQu
     boss.notifyWorker(deployWorker);
   };
 
-  // MPI jobs: one at a time on this 2-core host.
-  const mpiWorker = await boss.work<{ jobId: number }>(MPI_QUEUE, { batchSize: 1, pollingIntervalSeconds: 1 }, async ([job]) => {
-    if (!job) return;
-    const p = runMpiJob(db.prisma, job.data.jobId);
-    running.add(p);
-    try {
-      await p;
-    } finally {
-      running.delete(p);
-    }
-  });
+  // MPI jobs: a bounded number at once, one pg-boss worker each; the rest wait queued.
+  const mpiWorkers: string[] = [];
+  for (let i = 0; i < mpiSlots(opts.mpiSlots); i++) {
+    mpiWorkers.push(
+      await boss.work<{ jobId: number }>(MPI_QUEUE, { batchSize: 1, pollingIntervalSeconds: 1 }, async ([job]) => {
+        if (!job) return;
+        const p = runMpiJob(db.prisma, job.data.jobId);
+        running.add(p);
+        try {
+          await p;
+        } finally {
+          running.delete(p);
+        }
+      }),
+    );
+  }
   const enqueueMpiJob = async (jobId: number) => {
     await boss.send(MPI_QUEUE, { jobId });
-    boss.notifyWorker(mpiWorker);
+    for (const w of mpiWorkers) boss.notifyWorker(w);
   };
 
   const enqueueBuild = async (buildId: number) => {

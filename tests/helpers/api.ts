@@ -65,7 +65,7 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-export async function startApi(url: string, opts: { queue?: boolean; buildsDir?: string; bodyLimit?: number } = {}): Promise<TestApi> {
+export async function startApi(url: string, opts: { queue?: boolean; buildsDir?: string; bodyLimit?: number; mpiSlots?: number } = {}): Promise<TestApi> {
   const { prisma, pool } = createClients(url);
   const db: Db = {
     prisma,
@@ -76,7 +76,7 @@ export async function startApi(url: string, opts: { queue?: boolean; buildsDir?:
       await pool.end().catch(() => {});
     },
   };
-  const queue = opts.queue ? await startQueue(db, { buildsDir: opts.buildsDir }) : undefined;
+  const queue = opts.queue ? await startQueue(db, { buildsDir: opts.buildsDir, mpiSlots: opts.mpiSlots }) : undefined;
   const app = await buildApp({ db, queue, bodyLimit: opts.bodyLimit });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;

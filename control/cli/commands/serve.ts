@@ -2,19 +2,21 @@
 import { type Command, int, str } from '../command.js';
 import { CliError, note, step } from '../output.js';
 import { serve } from '../../api/server.js';
+import { MPI_SLOTS_DEFAULT, MPI_SLOTS_MAX } from '../../jobs/queue.js';
 import { releaseSignalHandlers } from '../../db/embedded.js';
 
 const serveCmd: Command = {
   name: 'serve',
   summary: 'start the control plane: REST API, job queue, database (DATABASE_URL or embedded)',
-  usage: 'serve [--port 7311] [--host 127.0.0.1] [--verbose]',
-  options: { port: { type: 'string' }, host: { type: 'string' }, verbose: { type: 'boolean' } },
+  usage: `serve [--port 7311] [--host 127.0.0.1] [--mpi-slots ${MPI_SLOTS_DEFAULT}] [--verbose]`,
+  options: { port: { type: 'string' }, host: { type: 'string' }, 'mpi-slots': { type: 'string' }, verbose: { type: 'boolean' } },
   async run(args) {
     const port = int(args, 'port', 7311, 0, 65535);
+    const mpiSlots = int(args, 'mpi-slots', MPI_SLOTS_DEFAULT, 1, MPI_SLOTS_MAX);
     const host = str(args, 'host') ?? '127.0.0.1';
     step(process.env.DATABASE_URL ? 'database from DATABASE_URL' : 'no DATABASE_URL: starting the embedded database');
     const t0 = performance.now();
-    const s = await serve({ port, host, log: (m) => note(m), logger: Boolean(args.values.verbose) }).catch((e: unknown) => {
+    const s = await serve({ port, host, mpiSlots, log: (m) => note(m), logger: Boolean(args.values.verbose) }).catch((e: unknown) => {
       throw new CliError(`cannot start: ${(e as Error).message}`);
     });
     note(`ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
