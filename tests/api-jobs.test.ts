@@ -94,6 +94,17 @@ test.serial('MPI jobs run two at a time (the default slots); a third waits for a
   t.true(span[2]![0] >= Math.min(span[0]![1], span[1]![1]) - 50, `the third waited for a slot: ${JSON.stringify(span)}`);
 });
 
+test.serial('a job\'s own MCA parameters reach its ranks', async (t) => {
+  // mpirun hands MCA parameters to the processes it starts as OMPI_MCA_<name>.
+  const r = await api.req('POST', '/jobs', { program: '/usr/bin/env', np: 1, componentDir: site, daemon, timeoutSeconds: 60, mca: { mpi_yield_when_idle: '1' } });
+  t.is(r.status, 202);
+  const j = await waitJob((await json<Job & { mca: Record<string, string> }>(r)).id);
+  t.is(j.status, 'succeeded', j.stderr);
+  t.regex(j.stdout, /^OMPI_MCA_mpi_yield_when_idle=1$/m);
+  t.regex(j.stdout, /^OMPI_MCA_btl=self,dicom$/m);
+  t.deepEqual((await json<{ mca: Record<string, string> }>(await api.req('GET', `/jobs/${j.id}`))).mca, { mpi_yield_when_idle: '1' });
+});
+
 test.serial('a failing MPI job is recorded as failed with its exit code', async (t) => {
   const r = await api.req('POST', '/jobs', { program: 'abort', np: 2, componentDir: site, daemon, timeoutSeconds: 60 });
   const j = await waitJob((await json<Job>(r)).id);
@@ -116,6 +127,11 @@ test.serial('POST /jobs bad inputs are 400; unknown id 404; no token 401', async
     [{ program: 'collectives', np: 2, componentDir: tmp }, /holds no mca_btl_dicom\.so/],
     [{ program: 'collectives', np: 2, daemon: 'bad name!' }, /daemon/],
     [{ program: 'collectives', np: 2, args: 'x' }, /args/],
+    [{ program: 'collectives', np: 2, mca: { btl: 'self,tcp' } }, /mca: btl is set by the job itself \(self,dicom\)/],
+    [{ program: 'collectives', np: 2, mca: { mca_base_component_path: '/x' } }, /mca: mca_base_component_path is set by the job itself \(use "componentDir"\)/],
+    [{ program: 'collectives', np: 2, mca: { 'Bad-Name': '1' } }, /mca: "Bad-Name" is not an MCA parameter name/],
+    [{ program: 'collectives', np: 2, mca: { mpi_yield_when_idle: '1 2' } }, /mca: the value of mpi_yield_when_idle must be printable ASCII without spaces/],
+    [{ program: 'collectives', np: 2, mca: { x: 1 } }, /mca/],
   ];
   for (const [body, re] of cases) {
     const r = await api.req('POST', '/jobs', body);

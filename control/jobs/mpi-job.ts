@@ -24,6 +24,7 @@ interface Outcome {
 
 interface JobRow {
   id: number;
+  mca: unknown;
   nodes: string[];
   np: number;
   program: string;
@@ -33,6 +34,13 @@ interface JobRow {
   timeoutSeconds: number;
 }
 
+/** The job's extra MCA parameters, as the API checked them (a JSON object of strings). */
+function mcaOf(job: JobRow): Record<string, string> {
+  const m = job.mca;
+  if (m === null || typeof m !== 'object' || Array.isArray(m)) return {};
+  return Object.fromEntries(Object.entries(m).filter((e): e is [string, string] => typeof e[1] === 'string'));
+}
+
 async function runLocal(job: JobRow): Promise<Outcome> {
   const t = await detectOmpi();
   const env = { ...componentEnv(t, job.componentDir ?? defaultComponentDir), OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' };
@@ -40,6 +48,7 @@ async function runLocal(job: JobRow): Promise<Outcome> {
     '--oversubscribe', '-np', String(job.np), '--bind-to', 'none',
     '--mca', 'pml', 'ob1', '--mca', 'btl', 'self,dicom', '--mca', 'btl_dicom_daemon', job.daemon,
     '--mca', 'oob_tcp_if_include', 'lo',
+    ...Object.entries(mcaOf(job)).flatMap(([k, v]) => ['--mca', k, v]),
     job.program, ...job.args,
   ];
   const r = await execa('mpirun', argv, { env, reject: false, timeout: job.timeoutSeconds * 1000, forceKillAfterDelay: 5000, maxBuffer: 8 * MAX_OUTPUT });
@@ -58,7 +67,7 @@ async function runLab(job: JobRow): Promise<Outcome> {
     env: { DICOM_JOB: String(job.id) },
     btl: 'self,dicom',
     componentPath: job.componentDir ?? defaultComponentDir,
-    mca: { pml: 'ob1', btl_dicom_daemon: job.daemon },
+    mca: { ...mcaOf(job), pml: 'ob1', btl_dicom_daemon: job.daemon },
     timeoutMs: job.timeoutSeconds * 1000,
   });
   return { exitCode: r.timedOut ? null : r.exitCode, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut };

@@ -15,6 +15,14 @@ import { badRequest, notFound } from '../errors.js';
 import { DateTime, IdParams, Nullable, Paging, errors } from '../schemas.js';
 
 const programsDir = path.join(buildDir, 'mpi');
+const MCA_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+/** What a job sets itself: a job runs over self,dicom with its own component and daemon. */
+const JOB_OWN_MCA = new Map([
+  ['pml', 'ob1'],
+  ['btl', 'self,dicom'],
+  ['btl_dicom_daemon', 'use "daemon"'],
+  ['mca_base_component_path', 'use "componentDir"'],
+]);
 const JStatus = Type.Union(['queued', 'running', 'succeeded', 'failed'].map((s) => Type.Literal(s)));
 
 export const MpiJob = Type.Object(
@@ -28,6 +36,7 @@ export const MpiJob = Type.Object(
     componentDir: Nullable(Type.String()),
     daemon: Type.String(),
     timeoutSeconds: Type.Integer(),
+    mca: Type.Record(Type.String(), Type.String()),
     exitCode: Nullable(Type.Integer()),
     stdout: Type.String(),
     stderr: Type.String(),
@@ -73,6 +82,12 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db, q
             componentDir: Type.Optional(Type.String({ minLength: 2, maxLength: 1024, pattern: '^/', description: "a deployment's dest" })),
             daemon: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'dicomd abstract socket name' })),
             timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
+            mca: Type.Optional(
+              Type.Record(Type.String(), Type.String({ minLength: 1, maxLength: 256 }), {
+                maxProperties: 32,
+                description: 'more MCA parameters for mpirun, e.g. {"mpi_yield_when_idle": "1"}; pml, btl, btl_dicom_daemon and mca_base_component_path are set by the job',
+              }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -94,11 +109,17 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, { db, q
         program = path.join(programsDir, program);
       } else if (!path.isAbsolute(program)) throw badRequest('program must be an absolute path or a bare name in build/mpi');
       if (!(await ok(program, constants.X_OK))) throw badRequest(`program ${program} does not exist or is not executable`);
+      const mca = b.mca ?? {};
+      for (const [k, v] of Object.entries(mca)) {
+        if (!MCA_NAME.test(k)) throw badRequest(`mca: "${k}" is not an MCA parameter name (lowercase letters, digits and _)`);
+        if (JOB_OWN_MCA.has(k)) throw badRequest(`mca: ${k} is set by the job itself (${JOB_OWN_MCA.get(k)})`);
+        if (!/^[\x21-\x7e]+$/.test(v)) throw badRequest(`mca: the value of ${k} must be printable ASCII without spaces`);
+      }
       if (b.componentDir && !(await ok(path.join(b.componentDir, 'mca_btl_dicom.so'), constants.R_OK))) {
         throw badRequest(`componentDir ${b.componentDir} holds no mca_btl_dicom.so; deploy a build there first`);
       }
       const job = await prisma.mpiJob.create({
-        data: { program, args: b.args ?? [], np: b.np, nodes, componentDir: b.componentDir ?? null, daemon: b.daemon ?? 'dicomd', timeoutSeconds: b.timeoutSeconds ?? 300 },
+        data: { program, args: b.args ?? [], np: b.np, nodes, componentDir: b.componentDir ?? null, daemon: b.daemon ?? 'dicomd', timeoutSeconds: b.timeoutSeconds ?? 300, mca },
       });
       await queue.enqueueMpiJob(job.id);
       return reply.code(202).header('location', `/jobs/${job.id}`).send(job);

@@ -14,9 +14,9 @@ import { ApiClient, ApiClientError } from '../../api/client.js';
 import { createToken } from '../../api/auth.js';
 import { type Server, serve } from '../../api/server.js';
 import { releaseSignalHandlers } from '../../db/embedded.js';
-import { labDown, labMpirun, labStatus, labUp } from '../../lab/index.js';
-import { buildDir, defaultComponentDir, dicomRunBin } from '../../paths.js';
-import { ensureMpiPrograms, mpiProgramsDir } from '../../runner/prereq.js';
+import { labDown, labStatus, labUp } from '../../lab/index.js';
+import { buildDir } from '../../paths.js';
+import { ensureMpiPrograms } from '../../runner/prereq.js';
 import type { Command } from '../command.js';
 import { CliError, note, printTable, step } from '../output.js';
 import { phaseLine } from './migrate.js';
@@ -62,6 +62,8 @@ interface NodeView {
   healthy: boolean | null;
   dicomd: { pid: number; uptime_s: number; endpoints: unknown[]; directory: unknown[]; cache: unknown[] } | null;
   dicomdError: string | null;
+  /** the node's entry in the cluster's gossip view */
+  gossip: { procs: unknown[] } | null;
 }
 
 interface MigrationRow {
@@ -141,7 +143,7 @@ function dicomdTable(ns: NodeView[]): void {
         node: n.name,
         address: n.address ?? '-',
         healthy: n.healthy ? 'yes' : 'no',
-        dicomd: n.dicomd ? `pid ${n.dicomd.pid}, up ${n.dicomd.uptime_s.toFixed(1)} s` : `no answer (${(n.dicomdError ?? '').slice(0, 50)})`,
+        dicomd: n.dicomd ? `pid ${n.dicomd.pid}, up ${n.dicomd.uptime_s.toFixed(1)} s` : `no answer (${(n.dicomdError ?? '').slice(0, 90)})`,
         'homed ranks': n.dicomd?.directory.length ?? '-',
         'cached lookups': n.dicomd?.cache.length ?? '-',
       })),
@@ -288,6 +290,13 @@ export const steps: DemoStep[] = [
     async run(ctx) {
       // 2 ranks per job, all on n1: the policy sees n1 over 1.0 load per CPU and the others idle.
       const params = withDefaults({ threshold: 1.0, hysteresis: 0.25, cooldownSec: 60, maxConcurrent: 1, minGain: 0.2, commCostPerGBps: 20 });
+      // The previous step's job has ended, but gossip still carries its ranks for a moment: the
+      // policy must not see them, or it would try to move ranks that are gone.
+      for (let i = 0; i < 50; i++) {
+        const nodes = await ctx.api.json<NodeView[]>('GET', '/nodes');
+        if (!nodes.some((n) => n.source === 'lab' && (n.gossip?.procs.length ?? 0) > 0)) break;
+        await sleep(200);
+      }
       step(`balancer on: threshold ${params.threshold} load per CPU, hysteresis ${params.hysteresis}, cooldown ${params.cooldownSec} s, communication-aware`);
       const balancer = startBalancer({
         params,
@@ -297,21 +306,28 @@ export const steps: DemoStep[] = [
         },
       });
       const t0 = performance.now();
-      const args = [path.join(mpiProgramsDir, 'migrate_ring'), '--rounds', '150', '--work-mflop', '20', '--report', '150', '--size', '256K'];
-      // Launched side by side with the lab's mpirun (the API's MPI worker runs one job at a time).
-      step('two jobs, A and B, 2 ranks each, every rank on n1, each under its home stub dicom-run');
-      const jobs = await Promise.all(['A', 'B'].map(async (name) => {
-        const r = await labMpirun({
-          np: 2, nodes: [1], program: dicomRunBin, args, btl: 'self,dicom', componentPath: ctx.componentDir ?? defaultComponentDir,
-          mca: { pml: 'ob1', mpi_yield_when_idle: 1 }, env: { DICOM_JOB: `demo-${name}` }, timeoutMs: 300_000,
+      const args = ['--rounds', '150', '--work-mflop', '20', '--report', '150', '--size', '256K'];
+      // Both through the API, which runs two jobs at once (dicomctl serve --mpi-slots); ranks that
+      // wait yield the CPU, so the crowded node's load is its ranks' computing.
+      step('POST /jobs twice: jobs A and B, 2 ranks each, every rank on n1 under its home stub dicom-run');
+      const submitted = await Promise.all(['A', 'B'].map(async (name) => {
+        const j = await ctx.api.json<Job>('POST', '/jobs', {
+          program: 'migrate_ring', args, np: 2, nodes: ['n1'], componentDir: ctx.componentDir, timeoutSeconds: 300, mca: { mpi_yield_when_idle: '1' },
         });
-        return { name, r };
+        note(`job ${name} is job ${j.id}`);
+        return { name, j };
+      }));
+      const jobs = await Promise.all(submitted.map(async ({ name, j }) => {
+        while (j.status === 'queued' || j.status === 'running') {
+          await sleep(200);
+          j = await ctx.api.json<Job>('GET', `/jobs/${j.id}`);
+        }
+        return { name, j };
       }));
       await balancer.stop();
-      for (const { name, r } of jobs) {
-        const ok = r.exitCode === 0 && /^RESULT ok/m.test(r.stdout);
-        note(`job ${name}: ${r.stdout.split('\n').find((l) => l.startsWith('RESULT')) ?? `exit ${r.exitCode}`}`);
-        ctx.jobs.push({ job: `balanced job ${name}`, nodes: 'n1 at start', ranks: 2, seconds: (r.durationMs / 1000).toFixed(2), result: ok ? 'ok' : `FAILED (exit ${r.exitCode})` });
+      for (const { name, j } of jobs) {
+        note(`job ${name} (${j.id}) ${j.status}: ${j.stdout.split('\n').find((l) => l.startsWith('RESULT')) ?? `exit ${j.exitCode ?? '-'}`}`);
+        ctx.jobs.push({ job: `balanced job ${name}`, nodes: 'n1 at start', ranks: 2, seconds: seconds(j.startedAt, j.finishedAt), result: j.status === 'succeeded' ? 'ok' : `FAILED (${j.exitCode ?? j.error})` });
       }
       note(`${balancer.moves.filter((m) => m.outcome.outcome === 'succeeded').length} ranks moved by the policy in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     },

@@ -23,11 +23,12 @@ const row = (j: Job) => ({ id: j.id, nodes: j.nodes.join(','), np: j.np, status:
 const createCmd: Command = {
   name: 'jobs create',
   summary: 'launch an MPI job over dicom on this host or across lab nodes and wait for it (--detach to return at once)',
-  usage: 'jobs create --np N [--node n1 --node n2...] [--component-dir DIR] [--daemon NAME] [--timeout S] [--detach] [--json] PROGRAM [ARGS...]',
+  usage: 'jobs create --np N [--node n1 --node n2...] [--mca NAME=VALUE...] [--component-dir DIR] [--daemon NAME] [--timeout S] [--detach] [--json] PROGRAM [ARGS...]',
   options: {
     ...clientOptions,
     np: { type: 'string' },
     node: { type: 'string', multiple: true },
+    mca: { type: 'string', multiple: true },
     'component-dir': { type: 'string' },
     daemon: { type: 'string' },
     timeout: { type: 'string' },
@@ -39,11 +40,19 @@ const createCmd: Command = {
     if (!program || !np) throw new CliError('jobs create needs --np N and a PROGRAM', 2);
     const api = client(args);
     const nodes = (args.values as Record<string, unknown>).node as string[] | undefined;
+    const mcaArgs = ((args.values as Record<string, unknown>).mca as string[] | undefined) ?? [];
+    const mca: Record<string, string> = {};
+    for (const a of mcaArgs) {
+      const eq = a.indexOf('=');
+      if (eq < 1 || eq === a.length - 1) throw new CliError(`--mca ${a}: use NAME=VALUE`, 2);
+      mca[a.slice(0, eq)] = a.slice(eq + 1);
+    }
     const body = {
       program,
       args: rest,
       np,
       ...(nodes ? { nodes } : {}),
+      ...(mcaArgs.length ? { mca } : {}),
       ...(str(args, 'component-dir') ? { componentDir: str(args, 'component-dir') } : {}),
       ...(str(args, 'daemon') ? { daemon: str(args, 'daemon') } : {}),
       ...(str(args, 'timeout') ? { timeoutSeconds: int(args, 'timeout', 300, 1, 3600) } : {}),

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "MpiJob" ADD COLUMN     "mca" JSONB NOT NULL DEFAULT '{}';
